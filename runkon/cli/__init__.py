@@ -1,1 +1,5 @@
-"""runkon.cli."""
+"""runkon.cli — the ``runkon`` command. Uses only runkon's public API."""
+
+from runkon.cli._main import main as main
+
+__all__ = ["main"]

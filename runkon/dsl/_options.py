@@ -108,7 +108,8 @@ class OptionSet:
     ) -> DslSyntaxError:
         if entry.key in misplaced:
             return self._sm.error(
-                entry.offset, f"option {entry.key!r} is not valid on {self.owner}",
+                entry.offset,
+                f"option {entry.key!r} is not valid on {self.owner}",
                 hint=misplaced[entry.key],
             )
         if not allowed:
@@ -224,9 +225,7 @@ class OptionSet:
         try:
             return parse_duration(value.text)
         except ValueError as exc:
-            raise self._sm.error(
-                value.offset, f"option {key!r} of {self.owner}: {exc}"
-            ) from None
+            raise self._sm.error(value.offset, f"option {key!r} of {self.owner}: {exc}") from None
 
     def strings(self, key: str) -> tuple[str, ...] | None:
         """A ``[list]`` of scalars (commas optional), or one scalar as a one-item list."""

@@ -84,10 +84,10 @@ _FOREACH_KEYS = (
     "on_child_fail",
 )
 
-_PARALLEL_CALL_MISPLACED = {
-    key: "a call inside 'parallel' takes only output, with, if and retries"
-    for key in ("on_fail", "as", "timeout", "plugin_dirs", "max_turns")
-}
+_PARALLEL_CALL_MISPLACED = dict.fromkeys(
+    ("on_fail", "as", "timeout", "plugin_dirs", "max_turns"),
+    "a call inside 'parallel' takes only output, with, if and retries",
+)
 _GATE_MISPLACED = {
     key: f"{key!r} belongs to quality gates (gate quality_gate {{ ... }})"
     for key in ("source", "threshold", "on_fail")
@@ -100,11 +100,11 @@ _QUALITY_MISPLACED = {
     "min_approvals": "quality gates decide by score: remove 'min_approvals'",
     "mode": "quality gates decide by score: remove 'mode'",
 }
-_LOOP_ONLY = {
-    key: "plain 'do' blocks take only 'output' and 'with'; loop options need "
-    "`do { ... } while step.marker`"
-    for key in _LOOP_KEYS
-}
+_LOOP_ONLY = dict.fromkeys(
+    _LOOP_KEYS,
+    "plain 'do' blocks take only 'output' and 'with'; loop options need "
+    "`do { ... } while step.marker`",
+)
 
 
 def parse_workflow(text: str, source: str = "<string>") -> WorkflowDef:
@@ -160,8 +160,9 @@ class _Parser:
         )
 
     def expected(self, token: Token, what: str, hint: str | None = None) -> DslSyntaxError:
-        return self.error(token, f"expected {what}, found {describe(token)}", expected=what,
-                          hint=hint)
+        return self.error(
+            token, f"expected {what}, found {describe(token)}", expected=what, hint=hint
+        )
 
     def expect_punct(self, char: str, context: str) -> Token:
         token = self.advance()
@@ -400,7 +401,7 @@ class _Parser:
     def parse_value(self, depth: int = 0) -> Value:
         token = self.advance()
         kind = token.kind
-        if kind == STRING or kind == INT or kind == NUMWORD:
+        if kind in (STRING, INT, NUMWORD):
             if kind == INT and len(token.value) > 10:
                 raise self.error(token, f"number {token.value} is too large")
             return Value("scalar", token.offset, token.value, kind)
@@ -663,8 +664,7 @@ class _Parser:
         if min_success is not None and min_success > len(calls):
             raise opts.key_error(
                 "min_success",
-                f"min_success = {min_success} but the parallel block has only "
-                f"{len(calls)} call(s)",
+                f"min_success = {min_success} but the parallel block has only {len(calls)} call(s)",
                 hint=f"use at most {len(calls)}",
             )
         fail_fast = opts.boolean("fail_fast")
@@ -791,8 +791,11 @@ class _Parser:
         name = self.expect_word("a script name after 'script'")
         owner = f"script {name.value!r}"
         if not self.at_punct("{"):
-            raise self.expected(self.peek(), f"'{{' to open the options of {owner}",
-                                hint='a script needs `{ run = "command" }`')
+            raise self.expected(
+                self.peek(),
+                f"'{{' to open the options of {owner}",
+                hint='a script needs `{ run = "command" }`',
+            )
         opts = OptionSet(self.sm, owner, self.parse_option_block(owner), _SCRIPT_KEYS)
         opts.require("run", start.offset, hint='add `run = "path/to/script.sh"`')
         run = opts.string("run") or ""

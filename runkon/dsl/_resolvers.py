@@ -98,7 +98,7 @@ class InMemoryWorkflowResolver:
 
     def __init__(self, workflows: Mapping[str, WorkflowDef] | Iterable[WorkflowDef] = ()) -> None:
         if isinstance(workflows, Mapping):
-            self._workflows = dict(workflows)
+            self._workflows: dict[str, WorkflowDef] = dict(workflows)
         else:
             self._workflows = {wf.name: wf for wf in workflows}
 
@@ -110,11 +110,11 @@ class InMemoryWorkflowResolver:
         self._workflows[name or workflow.name] = workflow
 
     def resolve(self, name: str) -> WorkflowDef:
-        try:
-            return self._workflows[name]
-        except KeyError:
+        workflow = self._workflows.get(name)
+        if workflow is None:
             known = ", ".join(sorted(self._workflows)) or "none"
-            raise WorkflowNotFoundError(name, detail=f"known workflows: {known}") from None
+            raise WorkflowNotFoundError(name, detail=f"known workflows: {known}")
+        return workflow
 
     def names(self) -> list[str]:
         """The registered names, sorted."""

@@ -1,7 +1,7 @@
 """Workflow validation: semantic checks, registry checks, cycle and depth detection.
 
 One entry point, :func:`validate_workflow`, runs every layer of runkon-flow's validation
-(reference §2A–C) and returns a :class:`ValidationReport` whose issues point at the node
+(reference §2A-C) and returns a :class:`ValidationReport` whose issues point at the node
 they are about.
 """
 
@@ -98,9 +98,7 @@ def workflow_refs(workflow: WorkflowDef) -> list[tuple[str, WorkflowNode]]:
     """Every child workflow referenced (``call workflow``, ``foreach``), in source order."""
     refs: list[tuple[str, WorkflowNode]] = []
     for node in workflow.walk():
-        if isinstance(node, CallWorkflowNode):
-            refs.append((node.workflow, node))
-        elif isinstance(node, ForEachNode):
+        if isinstance(node, CallWorkflowNode | ForEachNode):
             refs.append((node.workflow, node))
     return refs
 
@@ -193,8 +191,7 @@ class _Validator:
             if decl.required and decl.default is not None:
                 self.warn(
                     decl,
-                    f"input {decl.name!r} is required and has a default; the default never "
-                    "applies",
+                    f"input {decl.name!r} is required and has a default; the default never applies",
                     hint="remove `required` to make the default apply, or remove the default",
                 )
 
@@ -305,7 +302,9 @@ class _Validator:
                 )
             return
         if isinstance(node.options, StepRefGateOptions):
-            self.check_marker_step(node, node.options.step, produced, f"options of gate {node.name!r}")
+            self.check_marker_step(
+                node, node.options.step, produced, f"options of gate {node.name!r}"
+            )
         if node.gate_type in BUILTIN_GATE_TYPES:
             return
         if self.gate_types is None:
@@ -511,4 +510,3 @@ class _Validator:
                     ValidationIssue(f"in sub-workflow {name!r}: {issue}", "warning", None, location)
                 )
             self.workflow = workflow
-

@@ -1,0 +1,5 @@
+"""``python -m runkon.cli``."""
+
+from runkon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Public exports: every module's ``__all__`` is complete, resolvable, and does not drift."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import pytest
+
+PUBLIC_MODULES = ["runkon", "runkon.dsl", "runkon.errors", "runkon.cli"]
+
+# The contract. A change here is a change of the public API: update CHANGELOG.md too.
+EXPECTED: dict[str, list[str]] = {
+    "runkon": [
+        "DirectoryWorkflowResolver",
+        "DslError",
+        "DslSyntaxError",
+        "ExecutionError",
+        "GateError",
+        "InMemoryWorkflowResolver",
+        "LeaseLostError",
+        "RunkonError",
+        "StoreError",
+        "ValidationIssue",
+        "ValidationReport",
+        "WorkflowDef",
+        "WorkflowNotFoundError",
+        "WorkflowResolver",
+        "WorkflowValidationError",
+        "__version__",
+        "load_workflow",
+        "parse_workflow",
+        "validate_workflow",
+    ],
+    "runkon.cli": ["main"],
+}
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_names_exist(name: str) -> None:
+    module = importlib.import_module(name)
+    missing = [attr for attr in module.__all__ if not hasattr(module, attr)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_every_public_attribute_is_exported(name: str) -> None:
+    module = importlib.import_module(name)
+    public = {
+        attr
+        for attr, value in vars(module).items()
+        if not attr.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and attr != "annotations"
+    }
+    assert sorted(public - set(module.__all__)) == []
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_exports_match_the_contract(name: str) -> None:
+    module = importlib.import_module(name)
+    assert sorted(module.__all__) == sorted(EXPECTED[name])
+
+
+def test_subpackage_names_are_reachable_from_the_top() -> None:
+    import runkon
+    import runkon.dsl
+
+    for attr in runkon.__all__:
+        if hasattr(runkon.dsl, attr):
+            assert getattr(runkon, attr) is getattr(runkon.dsl, attr)
