@@ -1,1 +1,61 @@
-"""runkon.engine."""
+"""runkon.engine — ``FlowEngine``: the interpreter (one module per node kind), gates,
+variables and ``{{var}}`` substitution, FLOW_OUTPUT parsing, leases, cancellation and the
+extension protocols. Imports dsl, persistence and events."""
+
+from runkon.engine._engine import FlowEngine as FlowEngine
+from runkon.engine._errors import InputError as InputError
+from runkon.engine._errors import RunAlreadyOwnedError as RunAlreadyOwnedError
+from runkon.engine._flow_output import FLOW_OUTPUT_INSTRUCTION as FLOW_OUTPUT_INSTRUCTION
+from runkon.engine._flow_output import FlowOutput as FlowOutput
+from runkon.engine._flow_output import parse_flow_output as parse_flow_output
+from runkon.engine._inputs import apply_inputs as apply_inputs
+from runkon.engine._protocols import ActionCallable as ActionCallable
+from runkon.engine._protocols import ActionExecutor as ActionExecutor
+from runkon.engine._protocols import ActionOutput as ActionOutput
+from runkon.engine._protocols import ActionParams as ActionParams
+from runkon.engine._protocols import BaseItemProvider as BaseItemProvider
+from runkon.engine._protocols import FanOutItem as FanOutItem
+from runkon.engine._protocols import GateDecision as GateDecision
+from runkon.engine._protocols import GateRequest as GateRequest
+from runkon.engine._protocols import GateResolver as GateResolver
+from runkon.engine._protocols import ItemProvider as ItemProvider
+from runkon.engine._protocols import ProviderContext as ProviderContext
+from runkon.engine._protocols import ScriptEnvProvider as ScriptEnvProvider
+from runkon.engine._protocols import StepContext as StepContext
+from runkon.engine._registry import ActionRegistry as ActionRegistry
+from runkon.engine._result import EngineShutdownError as EngineShutdownError
+from runkon.engine._result import RunHandle as RunHandle
+from runkon.engine._result import WorkflowResult as WorkflowResult
+from runkon.engine._variables import VariableMap as VariableMap
+from runkon.engine._variables import shell_quote as shell_quote
+from runkon.engine._variables import substitute as substitute
+
+__all__ = [
+    "FLOW_OUTPUT_INSTRUCTION",
+    "ActionCallable",
+    "ActionExecutor",
+    "ActionOutput",
+    "ActionParams",
+    "ActionRegistry",
+    "BaseItemProvider",
+    "EngineShutdownError",
+    "FanOutItem",
+    "FlowEngine",
+    "FlowOutput",
+    "GateDecision",
+    "GateRequest",
+    "GateResolver",
+    "InputError",
+    "ItemProvider",
+    "ProviderContext",
+    "RunAlreadyOwnedError",
+    "RunHandle",
+    "ScriptEnvProvider",
+    "StepContext",
+    "VariableMap",
+    "WorkflowResult",
+    "apply_inputs",
+    "parse_flow_output",
+    "shell_quote",
+    "substitute",
+]

@@ -1,0 +1,223 @@
+"""The attempt loop shared by ``call`` and ``script``: rows, retries, timeouts, ``on_fail``.
+
+Each attempt is one step row (``retry_count`` = attempt). A failed attempt with retries
+left is recorded ``failed`` (or ``timed_out``) and retried; after the last one:
+
+- ``on_fail = continue`` records the last row ``skipped`` (its error kept in
+  ``step_error``), so the run goes on and a resume does not run the step again;
+- ``on_fail = <agent>`` runs that agent once (with ``failed_step``, ``failure_reason``
+  and ``retry_count`` inputs), then the step fails;
+- otherwise the step fails, and with ``fail_fast`` the block stops.
+
+A cancelled attempt is recorded ``failed`` ("cancelled") under a shield, then the
+cancellation continues.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from runkon.dsl import AgentRef, OnFail
+from runkon.engine._state import RunState, event
+from runkon.errors import StoreError
+from runkon.persistence import StepRecord, StepRole, StepStatus, StepUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A successful attempt's output."""
+
+    markers: tuple[str, ...] = ()
+    context: str = ""
+    structured_output: str | None = None
+    result_text: str | None = None
+    child_run_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt: why, and whether it ran out of time."""
+
+    error: str
+    timed_out: bool = False
+
+
+Outcome = Success | Failure
+AttemptFn = Callable[[StepRecord, int, str | None], Awaitable[Outcome]]
+
+
+def extras_of(structured_output: str | None) -> dict[str, Any]:
+    """The extra top-level fields of a FLOW_OUTPUT-shaped structured output."""
+    if not structured_output or not structured_output.lstrip().startswith("{"):
+        return {}
+    try:
+        data = json.loads(structured_output)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k not in ("markers", "context")}
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def mark_cancelled(state: RunState, step: StepRecord, what: str = "cancelled") -> None:
+    """Record an interrupted step as failed; never raises (the run is stopping anyway)."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await state.update_step(
+                step.id, StepUpdate(StepStatus.FAILED, result_text=what, step_error=what)
+            )
+        except StoreError as exc:
+            state.log.debug("could not record cancelled step", step_id=step.id, error=str(exc))
+
+
+async def run_attempts(
+    state: RunState,
+    *,
+    name: str,
+    key: str,
+    kind: str,
+    position: int,
+    iteration: int,
+    retries: int,
+    on_fail: OnFail | None,
+    attempt_fn: AttemptFn,
+    on_fail_agent: Callable[[AgentRef, str, int], Awaitable[None]] | None = None,
+    parallel_group_id: str | None = None,
+    role: StepRole = StepRole.AGENT,
+    result_name: str | None = None,
+) -> bool:
+    """Run attempts until one succeeds or none are left. Returns True on success.
+
+    ``name`` is the step's stored name; ``result_name`` (default: ``name``) is the name
+    conditions use for its result.
+    """
+    result_name = result_name or name
+    retry_error: str | None = None
+    for attempt in range(retries + 1):
+        step = await state.insert_step(
+            name,
+            key,
+            role=role,
+            kind=kind,
+            position=position,
+            iteration=iteration,
+            attempt=attempt,
+            parallel_group_id=parallel_group_id,
+            events=[
+                event(
+                    "step_started",
+                    step_name=name,
+                    kind=kind,
+                    attempt=attempt,
+                    iteration=iteration,
+                )
+            ],
+        )
+        try:
+            outcome = await attempt_fn(step, attempt, retry_error)
+        except anyio.get_cancelled_exc_class():
+            await mark_cancelled(state, step)
+            raise
+        if isinstance(outcome, Success):
+            await state.update_step(
+                step.id,
+                StepUpdate(
+                    StepStatus.COMPLETED,
+                    child_run_id=outcome.child_run_id,
+                    result_text=outcome.result_text,
+                    context_out=outcome.context,
+                    markers_out=outcome.markers,
+                    retry_count=attempt,
+                    structured_output=outcome.structured_output,
+                ),
+                [
+                    event(
+                        "step_completed",
+                        step_name=name,
+                        step_id=step.id,
+                        markers=list(outcome.markers),
+                    )
+                ],
+            )
+            state.record_success(
+                result_name,
+                iteration,
+                markers=outcome.markers,
+                context=outcome.context,
+                structured_output=outcome.structured_output,
+                result_text=outcome.result_text,
+                child_run_id=outcome.child_run_id,
+                extras=extras_of(outcome.structured_output),
+                metadata=outcome.metadata,
+            )
+            return True
+        retry_error = outcome.error
+        status = StepStatus.TIMED_OUT if outcome.timed_out else StepStatus.FAILED
+        if attempt < retries:
+            await state.update_step(
+                step.id,
+                StepUpdate(status, result_text=outcome.error, step_error=outcome.error),
+                [
+                    event(
+                        "step_retrying",
+                        step_name=name,
+                        step_id=step.id,
+                        attempt=attempt + 1,
+                        error=outcome.error,
+                    )
+                ],
+            )
+            continue
+        failure = event(
+            "step_failed",
+            step_name=name,
+            step_id=step.id,
+            error=outcome.error,
+            attempt=attempt,
+            timed_out=outcome.timed_out,
+        )
+        if on_fail == "continue":
+            await state.update_step(
+                step.id,
+                StepUpdate(
+                    StepStatus.SKIPPED,
+                    result_text=f"failed, continuing (on_fail = continue): {outcome.error}",
+                    step_error=outcome.error,
+                ),
+                [
+                    failure,
+                    event(
+                        "step_skipped",
+                        step_name=name,
+                        step_id=step.id,
+                        reason="on_fail = continue",
+                    ),
+                ],
+            )
+            state.record_skipped(result_name)
+            return False
+        await state.update_step(
+            step.id,
+            StepUpdate(status, result_text=outcome.error, step_error=outcome.error),
+            [failure],
+        )
+        if isinstance(on_fail, AgentRef) and on_fail_agent is not None:
+            await on_fail_agent(on_fail, outcome.error, attempt)
+        attempts = retries + 1
+        state.fail(
+            result_name,
+            f"step {name!r} failed after {attempts} attempt{'s' if attempts > 1 else ''}: "
+            f"{outcome.error}",
+        )
+    return False

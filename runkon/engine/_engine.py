@@ -1,0 +1,657 @@
+"""``FlowEngine``: runs workflows against a store, one task per run, nothing polling."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from runkon.dsl import (
+    DirectoryWorkflowResolver,
+    InMemoryWorkflowResolver,
+    WorkflowDef,
+    WorkflowResolver,
+    validate_workflow,
+    workflow_refs,
+)
+from runkon.engine._errors import RunAlreadyOwnedError
+from runkon.engine._gates import GateWaiters
+from runkon.engine._inputs import apply_inputs
+from runkon.engine._interpreter import execute_nodes
+from runkon.engine._protocols import GateResolver, ItemProvider, ScriptEnvProvider
+from runkon.engine._registry import Action, ActionRegistry
+from runkon.engine._result import EngineShutdownError, RunHandle, WorkflowResult
+from runkon.engine._services import ChildRequest, EngineServices
+from runkon.engine._state import RunState, event
+from runkon.engine._summary import build_summary
+from runkon.errors import ExecutionError, LeaseLostError, StoreError
+from runkon.events import EventBus, EventSink, LeaseLost, event_from_record
+from runkon.persistence import (
+    EventRecord,
+    NewRun,
+    NotificationKind,
+    RunRecord,
+    RunStatus,
+    Store,
+)
+
+_log = structlog.get_logger("runkon.engine")
+
+WorkflowsArg = WorkflowResolver | str | os.PathLike[str] | Mapping[str, WorkflowDef] | None
+
+
+def _as_resolver(workflows: WorkflowsArg) -> WorkflowResolver | None:
+    if workflows is None or hasattr(workflows, "resolve"):
+        return workflows  # type: ignore[return-value]
+    if isinstance(workflows, str | os.PathLike):
+        return DirectoryWorkflowResolver(workflows)
+    return InMemoryWorkflowResolver(workflows)
+
+
+@dataclass(eq=False)
+class _ActiveRun:
+    state: RunState
+    handle: RunHandle | None  # None for child runs (awaited by their parent)
+
+
+class FlowEngine:
+    """Runs ``.wf`` workflows on a store.
+
+    Use it as ``async with FlowEngine(store=..., actions=...) as engine:``; the block
+    opens the store, starts the background services (one lease keeper for all runs, one
+    notification listener) and, on exit, stops every run it still drives WITHOUT marking
+    it cancelled — such runs stay resumable (``engine.resume(run_id)``).
+
+    Args:
+        store: where runs live (``InMemoryStore()``, ``SqliteStore(path)``, ...).
+        actions: name -> ``ActionExecutor`` or ``async def fn(ctx, params)``.
+        fallback_action: executor for every call name not in ``actions``.
+        gate_resolvers: ``GateResolver``s by their ``gate_type``.
+        item_providers: ``ItemProvider``s by their ``name``.
+        workflows: finds children of ``call workflow``/``foreach``: a resolver, a
+            directory path, or a mapping of name -> WorkflowDef.
+        script_env: extra environment for scripts.
+        event_sinks: receivers of every event (each fed by its own task).
+        working_dir: the directory scripts run in (default: the current directory).
+        schema_resolver: turns ``output = name`` into a schema object for executors.
+        default_as_identity: identity for steps without ``as = ...``.
+        injected_variables: host variables added to every step's variable map.
+        fail_fast: stop a run at its first failed step (default True).
+        dry_run: default for runs: gates auto-approve, scripts do not execute.
+        lease_ttl: seconds a run's lease lasts without a refresh.
+        lease_refresh_interval: seconds between the keeper's batched refreshes.
+        recover: on start, resume runs whose lease expired (after a crash).
+        manage_store: open and close the store with the engine (default True).
+        event_buffer: events buffered per subscriber before the drop policy applies.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        actions: Mapping[str, Action] | None = None,
+        fallback_action: Action | None = None,
+        gate_resolvers: Iterable[GateResolver] = (),
+        item_providers: Iterable[ItemProvider] = (),
+        workflows: WorkflowsArg = None,
+        script_env: ScriptEnvProvider | None = None,
+        event_sinks: Iterable[EventSink] = (),
+        working_dir: str | os.PathLike[str] | None = None,
+        schema_resolver: Any = None,
+        default_as_identity: str | None = None,
+        injected_variables: Mapping[str, str] | None = None,
+        fail_fast: bool = True,
+        dry_run: bool = False,
+        lease_ttl: float = 30.0,
+        lease_refresh_interval: float = 10.0,
+        recover: bool = False,
+        manage_store: bool = True,
+        event_buffer: int = 1000,
+    ) -> None:
+        if lease_refresh_interval >= lease_ttl:
+            raise ValueError("lease_refresh_interval must be shorter than lease_ttl")
+        self.store = store
+        self.owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self.fail_fast = fail_fast
+        self.dry_run = dry_run
+        self.lease_ttl = lease_ttl
+        self.lease_refresh_interval = lease_refresh_interval
+        self.recover = recover
+        self.manage_store = manage_store
+        self.events = EventBus(event_sinks, max_buffer=event_buffer)
+        self.services = EngineServices(
+            store=store,
+            actions=ActionRegistry(actions, fallback_action),
+            item_providers={provider.name: provider for provider in item_providers},
+            gate_resolvers={resolver.gate_type: resolver for resolver in gate_resolvers},
+            workflows=_as_resolver(workflows),
+            script_env=script_env,
+            working_dir=Path(working_dir) if working_dir is not None else Path.cwd(),
+            run_child=self._run_child,
+            schema_resolver=schema_resolver,
+            default_as_identity=default_as_identity,
+            injected_variables=dict(injected_variables or {}),
+            gates=GateWaiters(),
+        )
+        self.recovered: list[RunHandle] = []
+        self._runs: dict[str, _ActiveRun] = {}
+        self._validated: dict[int, WorkflowDef] = {}
+        self._tg: TaskGroup | None = None
+        self._services_scope: anyio.CancelScope | None = None
+        self._remove_listener: Any = None
+        self._last_refresh = time.monotonic()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._tg is not None:
+            raise ExecutionError("this FlowEngine is already running")
+        if self.manage_store:
+            await self.store.__aenter__()
+        self._remove_listener = self.store.add_event_listener(self._on_events)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._services_scope = anyio.CancelScope()
+        await self._tg.start(self._services)
+        if self.recover:
+            await self._recover()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                for active in list(self._runs.values()):
+                    active.state.shutdown = True
+                for active in list(self._runs.values()):
+                    active.state.cancel_scope.cancel()
+                    for scope in active.state.always_scopes:
+                        scope.cancel()
+                while self._runs:
+                    await anyio.sleep(0.01)
+                if self._services_scope is not None:
+                    self._services_scope.cancel()
+        finally:
+            try:
+                await self._tg.__aexit__(exc_type, exc, tb)
+            finally:
+                self._tg = None
+                self.events.stop()
+                if self._remove_listener is not None:
+                    self._remove_listener()
+                if self.manage_store:
+                    await self.store.__aexit__(exc_type, exc, tb)
+
+    def _check_open(self) -> TaskGroup:
+        if self._tg is None:
+            raise ExecutionError("the engine is not running; use it inside `async with engine:`")
+        return self._tg
+
+    async def _services(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        assert self._services_scope is not None and self._tg is not None
+        with self._services_scope:
+            async with anyio.create_task_group() as tg:
+                await self.events.start(tg)
+                await tg.start(self._listen)
+                tg.start_soon(self._keep_leases, name="runkon lease keeper")
+                task_status.started()
+
+    # ----------------------------------------------------------------- events
+
+    def _on_events(self, records: Sequence[EventRecord]) -> None:
+        """Store listener: typed events go to the bus after each commit."""
+        if not self.events.has_consumers:
+            return
+        for record in records:
+            try:
+                typed = event_from_record(
+                    record.run_id, record.seq, record.type, record.created_at, dict(record.data)
+                )
+            except ValueError as exc:
+                _log.warning("unreadable event not published", type=record.type, error=str(exc))
+                continue
+            self.events.publish(typed)
+
+    async def _listen(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Wake gate waiters and cancel runs as the store's notifications arrive."""
+        async with self.store.notifications() as notes:
+            task_status.started()
+            async for note in notes:
+                if note.kind == NotificationKind.GATE_DECIDED and note.step_id:
+                    self.services.gates.wake(note.step_id)
+                elif note.kind == NotificationKind.CANCEL_REQUESTED:
+                    active = self._runs.get(note.run_id)
+                    if active is not None and not active.state.cancel_scope.cancel_called:
+                        active.state.log.info("cancellation requested elsewhere")
+                        active.state.cancel_scope.cancel()
+
+    # ----------------------------------------------------------------- leases
+
+    async def _keep_leases(self) -> None:
+        """Refresh every lease this engine holds in one batch per interval."""
+        while True:
+            await anyio.sleep(self.lease_refresh_interval)
+            await self.refresh_leases()
+
+    async def refresh_leases(self) -> set[str]:
+        """Renew all held leases now; stop the runs whose lease was lost. Returns those."""
+        leases = [
+            (run_id, self.owner, active.state.generation) for run_id, active in self._runs.items()
+        ]
+        if not leases:
+            self._last_refresh = time.monotonic()
+            return set()
+        try:
+            lost = await self.store.refresh_leases(leases, self.lease_ttl)
+            self._last_refresh = time.monotonic()
+        except StoreError as exc:
+            _log.warning("lease refresh failed; retrying", error=str(exc))
+            if time.monotonic() - self._last_refresh < self.lease_ttl:
+                return set()
+            lost = {run_id for run_id, _, _ in leases}  # our leases have expired by now
+        for run_id in lost:
+            active = self._runs.get(run_id)
+            if active is not None and not active.state.lease_lost:
+                active.state.lease_lost = True
+                active.state.log.warning("lease lost; stopping the run")
+                active.state.cancel_scope.cancel()
+                for scope in active.state.always_scopes:
+                    scope.cancel()
+        return lost
+
+    # ----------------------------------------------------------------- starting runs
+
+    def _validate(self, workflow: WorkflowDef) -> None:
+        if self._validated.get(id(workflow)) is workflow:
+            return
+        services = self.services
+        report = validate_workflow(
+            workflow,
+            resolver=services.workflows,
+            actions=services.actions.names,
+            fallback_action=services.actions.fallback is not None,
+            gate_types=set(services.gate_resolvers),
+            item_providers=services.item_providers,
+        )
+        report.raise_for_errors(workflow.name)
+        if len(self._validated) > 256:
+            self._validated.clear()
+        self._validated[id(workflow)] = workflow
+
+    async def _validate_async(self, workflow: WorkflowDef) -> None:
+        if self._validated.get(id(workflow)) is workflow:
+            return
+        resolver = self.services.workflows
+        if resolver is None or isinstance(resolver, InMemoryWorkflowResolver):
+            self._validate(workflow)
+        elif workflow_refs(workflow):
+            await anyio.to_thread.run_sync(self._validate, workflow)
+        else:
+            self._validate(workflow)
+
+    async def start(
+        self,
+        workflow: WorkflowDef,
+        inputs: Mapping[str, object] | None = None,
+        *,
+        dry_run: bool | None = None,
+        fail_fast: bool | None = None,
+        trigger: str = "manual",
+    ) -> RunHandle:
+        """Create a run of ``workflow`` and start it; returns at once.
+
+        The workflow is validated against the engine's registries first, and the inputs
+        checked and completed with defaults, so a run that starts can run.
+
+        Raises:
+            WorkflowValidationError: the workflow has errors (all listed).
+            InputError: inputs are missing, undeclared or ill-typed.
+        """
+        tg = self._check_open()
+        await self._validate_async(workflow)
+        values = apply_inputs(workflow, inputs)
+        dry = self.dry_run if dry_run is None else dry_run
+        run = await self.store.create_run(
+            NewRun(
+                workflow_name=workflow.name,
+                dry_run=dry,
+                trigger=trigger,
+                definition_snapshot=workflow.to_json(),
+                inputs=values,
+                workflow_title=workflow.title,
+            )
+        )
+        generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
+        if generation is None:  # pragma: no cover - a brand-new run has no owner
+            raise RunAlreadyOwnedError(run.id)
+        state = RunState(
+            self.services,
+            run,
+            workflow,
+            generation,
+            values,
+            dry_run=dry,
+            fail_fast=self.fail_fast if fail_fast is None else fail_fast,
+        )
+        handle = RunHandle(self, run.id, workflow.name)
+        self._runs[run.id] = _ActiveRun(state, handle)
+        tg.start_soon(self._drive, run.id, name=f"runkon run {run.id}")
+        return handle
+
+    async def run(
+        self,
+        workflow: WorkflowDef,
+        inputs: Mapping[str, object] | None = None,
+        **options: Any,
+    ) -> WorkflowResult:
+        """Start a run and wait for its result (``start`` + ``result``)."""
+        handle = await self.start(workflow, inputs, **options)
+        return await handle.result()
+
+    async def resume(self, run_id: str) -> RunHandle:
+        """Continue a run from its persisted state.
+
+        Completed steps are skipped and their outputs restored; a waiting gate keeps its
+        original deadline; a ``cancelling`` run finishes its cancellation.
+
+        Raises:
+            UnknownRunError: no such run.
+            ExecutionError: the run already finished, is a child run (resume its top-level
+                run), or has no definition snapshot.
+            RunAlreadyOwnedError: another engine holds a live lease on it.
+        """
+        tg = self._check_open()
+        active = self._runs.get(run_id)
+        if active is not None and active.handle is not None:
+            return active.handle
+        run = await self.store.get_run(run_id)
+        if run.is_terminal:
+            raise ExecutionError(f"run {run_id!r} already {run.status}; there is nothing to resume")
+        if run.parent_run_id is not None:
+            raise ExecutionError(
+                f"run {run_id!r} is a child of run {run.parent_run_id!r}; resume that run"
+            )
+        state = await self._resume_state(run, depth=0)
+        handle = RunHandle(self, run.id, state.workflow.name)
+        self._runs[run.id] = _ActiveRun(state, handle)
+        tg.start_soon(self._drive, run.id, name=f"runkon run {run.id}")
+        return handle
+
+    async def _resume_state(self, run: RunRecord, depth: int) -> RunState:
+        if not run.definition_snapshot:
+            raise ExecutionError(f"run {run.id!r} has no definition snapshot to resume from")
+        workflow = WorkflowDef.from_json(run.definition_snapshot)
+        generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
+        if generation is None:
+            raise RunAlreadyOwnedError(run.id)
+        steps = await self.store.get_steps(run.id)
+        state = RunState(
+            self.services,
+            run,
+            workflow,
+            generation,
+            dict(run.inputs),
+            depth=depth,
+            dry_run=run.dry_run,
+            fail_fast=self.fail_fast,
+            resumed=True,
+        )
+        state.load_history(steps)
+        if run.status == RunStatus.CANCELLING:
+            state.cancel_reason = run.cancel_reason
+            state.cancel_scope.cancel()
+        return state
+
+    async def _recover(self) -> None:
+        for run in await self.store.list_recoverable_runs():
+            if run.parent_run_id is not None or run.id in self._runs:
+                continue
+            try:
+                self.recovered.append(await self.resume(run.id))
+            except (ExecutionError, StoreError) as exc:
+                _log.warning("run not recovered", run_id=run.id, error=str(exc))
+
+    async def _run_child(self, parent: RunState, request: ChildRequest) -> WorkflowResult:
+        """Run (or resume) a child workflow inline, in the parent's task."""
+        existing = None
+        if request.existing_run_id is not None:
+            existing = await self.store.get_run(request.existing_run_id)
+        if existing is not None and existing.is_terminal:
+            return WorkflowResult(
+                existing.id, existing.workflow_name, existing.status, existing.error
+            )
+        if existing is not None:
+            state = await self._resume_state(existing, depth=parent.depth + 1)
+        else:
+            values = apply_inputs(request.workflow, request.inputs)
+            run = await self.store.create_run(
+                NewRun(
+                    workflow_name=request.workflow.name,
+                    parent_run_id=parent.run_id,
+                    parent_step_id=request.parent_step_id,
+                    dry_run=parent.dry_run,
+                    trigger="workflow",
+                    definition_snapshot=request.workflow.to_json(),
+                    inputs=values,
+                    workflow_title=request.workflow.title,
+                    iteration=request.iteration,
+                    depth=parent.depth + 1,
+                )
+            )
+            generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
+            if generation is None:  # pragma: no cover
+                raise RunAlreadyOwnedError(run.id)
+            state = RunState(
+                self.services,
+                run,
+                request.workflow,
+                generation,
+                values,
+                depth=parent.depth + 1,
+                dry_run=parent.dry_run,
+                fail_fast=parent.fail_fast,
+            )
+            if request.on_started is not None:
+                await request.on_started(run.id)
+        state.shutdown = parent.shutdown
+        self._runs[state.run_id] = _ActiveRun(state, None)
+        try:
+            return await self._execute(state)
+        finally:
+            self._runs.pop(state.run_id, None)
+
+    # ----------------------------------------------------------------- driving runs
+
+    async def _drive(self, run_id: str) -> None:
+        active = self._runs[run_id]
+        assert active.handle is not None
+        try:
+            result = await self._execute(active.state)
+        except (LeaseLostError, EngineShutdownError) as exc:
+            active.handle._finish(None, exc)
+        except Exception as exc:
+            active.state.log.exception("run crashed")
+            active.handle._finish(
+                None, ExecutionError(f"run {run_id!r} stopped on an internal error: {exc}")
+            )
+        else:
+            active.handle._finish(result, None)
+        finally:
+            self._runs.pop(run_id, None)
+
+    async def _execute(self, state: RunState) -> WorkflowResult:
+        """Run the body, then the ``always`` block, then record the final status."""
+        try:
+            with state.cancel_scope:
+                await self._mark_started(state)
+                await execute_nodes(state, state.workflow.body, "b", 0)
+        except anyio.get_cancelled_exc_class():
+            # cancelled from outside this run (its parent): finish, then let it propagate
+            if not (state.shutdown or state.lease_lost):
+                with anyio.CancelScope(shield=True):
+                    await self._finish(state, cancelled=True)
+            raise
+        except LeaseLostError:
+            state.lease_lost = True
+        return await self._finish(state, cancelled=state.cancel_scope.cancel_called)
+
+    async def _mark_started(self, state: RunState) -> None:
+        run = state.run
+        if state.resumed:
+            start = event(
+                "run_resumed",
+                workflow_name=state.workflow.name,
+                skipped_steps=state.completed_count(),
+            )
+        else:
+            start = event(
+                "run_started", workflow_name=state.workflow.name, parent_run_id=run.parent_run_id
+            )
+        if run.status in (RunStatus.WAITING, RunStatus.CANCELLING):
+            await state.append_events(start)  # status moves on when the gate is decided
+        else:
+            await self.store.set_run_status(
+                run.id, RunStatus.RUNNING, generation=state.generation, events=[start]
+            )
+
+    async def _finish(self, state: RunState, *, cancelled: bool) -> WorkflowResult:
+        if state.lease_lost:
+            self.events.publish(
+                LeaseLost(run_id=state.run_id, timestamp=datetime.now(UTC), owner=self.owner)
+            )
+            raise LeaseLostError(state.run_id, expected=state.generation, actual=None)
+        if state.shutdown:
+            with anyio.CancelScope(shield=True):
+                await self._release(state)
+            raise EngineShutdownError(state.run_id)
+        with anyio.CancelScope(shield=True) as shield:
+            state.always_scopes.append(shield)
+            try:
+                await self._run_always(state, cancelled)
+            finally:
+                state.always_scopes.remove(shield)
+            if state.lease_lost:
+                raise LeaseLostError(state.run_id, expected=state.generation, actual=None)
+            if state.shutdown:
+                await self._release(state)
+                raise EngineShutdownError(state.run_id)
+            return await self._record_outcome(state, cancelled)
+
+    async def _run_always(self, state: RunState, cancelled: bool) -> None:
+        if not state.workflow.always:
+            return
+        status = "cancelled" if cancelled else ("failed" if state.failed else "completed")
+        state.vars.set("workflow_status", status)
+        failed, error = state.failed, state.error
+        try:
+            await execute_nodes(state, state.workflow.always, "a", 0, respect_fail_fast=False)
+        except LeaseLostError:
+            state.lease_lost = True
+        except anyio.get_cancelled_exc_class():  # pragma: no cover - shielded
+            raise
+        if state.failed and not failed:
+            state.log.warning(
+                "the always block failed; the run's outcome stands", error=state.error
+            )
+        state.failed, state.error = failed, error
+
+    async def _record_outcome(self, state: RunState, cancelled: bool) -> WorkflowResult:
+        steps = await self.store.get_steps(state.run_id)
+        duration_ms = state.elapsed_ms()
+        metrics = state.metrics
+        if cancelled:
+            status = RunStatus.CANCELLED
+            error = state.cancel_reason or "cancelled"
+            final = event("run_cancelled", reason=state.cancel_reason)
+        elif state.failed:
+            status, error = RunStatus.FAILED, state.error or "failed"
+            final = event("run_failed", error=error, duration_ms=duration_ms)
+        else:
+            status, error = RunStatus.COMPLETED, None
+            final = event("run_completed", duration_ms=duration_ms)
+        summary = build_summary(state.workflow.name, steps, status, error)
+        try:
+            await self.store.set_run_status(
+                state.run_id,
+                status,
+                generation=state.generation,
+                result_summary=summary,
+                error=error,
+                events=[
+                    event(
+                        "metrics_updated",
+                        total_cost=metrics.cost_usd,
+                        total_turns=metrics.turns,
+                        total_duration_ms=metrics.duration_ms,
+                    ),
+                    final,
+                ],
+            )
+        except LeaseLostError:
+            state.lease_lost = True
+            raise
+        await self._release(state)
+        state.log.info("run finished", status=status.value, error=error)
+        return WorkflowResult(
+            run_id=state.run_id,
+            workflow_name=state.workflow.name,
+            status=status,
+            error=error,
+            summary=summary,
+            duration_ms=duration_ms,
+            metrics={
+                "cost_usd": metrics.cost_usd,
+                "turns": metrics.turns,
+                "duration_ms": metrics.duration_ms,
+                "input_tokens": metrics.input_tokens,
+                "output_tokens": metrics.output_tokens,
+            },
+        )
+
+    async def _release(self, state: RunState) -> None:
+        try:
+            await self.store.release_lease(state.run_id, self.owner, state.generation)
+        except StoreError as exc:
+            state.log.debug("lease not released", error=str(exc))
+
+    # ----------------------------------------------------------------- control
+
+    async def cancel_run(
+        self, run_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> bool:
+        """Cancel a run at once: its scope is cancelled (the executor's ``cancel`` hook is
+        called, scripts are killed, children cancelled), its ``always`` block runs, and it
+        ends ``cancelled``. A run driven by another process learns of it through the
+        store's notifications.
+
+        Returns:
+            True if the run is (now) being cancelled; False if it had already finished.
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        accepted: bool = await self.store.request_cancel(run_id, reason=reason, by=by)
+        active = self._runs.get(run_id)
+        if accepted and active is not None:
+            active.state.cancel_reason = reason
+            active.state.cancel_scope.cancel()
+        return accepted
+
+    def active_runs(self) -> list[str]:
+        """Ids of the runs this engine is driving now (children included)."""
+        return list(self._runs)

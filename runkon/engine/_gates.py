@@ -1,0 +1,117 @@
+"""Gate waiting: the process-wide waiter table and the one awaitable a gate waits on.
+
+A waiting gate costs one ``anyio.Event`` in a dict and one timer entry in the event loop;
+nothing polls. The engine's notification listener (fed by the store at commit, and by its
+change feed for other processes) wakes the waiter of a decided gate.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import anyio
+
+from runkon.engine._protocols import GateDecision, GateRequest, GateResolver
+from runkon.engine._state import RunState
+from runkon.persistence import GateRecord, StepStatus
+
+
+class GateWaiters:
+    """step id -> the event its waiting gate sleeps on."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, anyio.Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def register(self, step_id: str) -> anyio.Event:
+        """A fresh event for ``step_id`` (register BEFORE reading the gate's state)."""
+        event = anyio.Event()
+        self._events[step_id] = event
+        return event
+
+    def unregister(self, step_id: str, event: anyio.Event) -> None:
+        if self._events.get(step_id) is event:
+            del self._events[step_id]
+
+    def wake(self, step_id: str) -> bool:
+        """Wake the waiter of ``step_id``, if one waits here. Returns True if one did."""
+        event = self._events.pop(step_id, None)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+def seconds_until(deadline_at: datetime | None) -> float:
+    """Seconds from now until ``deadline_at`` (0 if past, infinite if None)."""
+    if deadline_at is None:
+        return math.inf
+    return max(0.0, (deadline_at - datetime.now(UTC)).total_seconds())
+
+
+async def wait_for_decision(
+    state: RunState,
+    gate: GateRecord,
+    resolver: GateResolver | None,
+    request: GateRequest | None,
+) -> GateRecord:
+    """Wait until ``gate`` is decided, or its deadline passes; return it decided.
+
+    First of: a decision delivered to the waiter, the resolver deciding, the run being
+    cancelled (raises). At the deadline the gate is resolved ``timed_out`` through the
+    store's compare-and-set; if a decision won that race, it stands.
+    """
+    store = state.services.store
+    waiters: GateWaiters = state.services.gates
+    step_id = gate.step_id
+    with anyio.move_on_after(seconds_until(gate.deadline_at)) as timer:
+        async with anyio.create_task_group() as tg:
+            if resolver is not None and request is not None:
+                tg.start_soon(_run_resolver, state, resolver, request, name=f"resolver {step_id}")
+            while True:
+                wake = waiters.register(step_id)
+                try:
+                    gate = await store.get_gate(step_id)  # a decision may already be there
+                    if gate.status != StepStatus.WAITING:
+                        break
+                    await wake.wait()
+                finally:
+                    waiters.unregister(step_id, wake)
+            tg.cancel_scope.cancel()
+    if timer.cancelled_caught:
+        await store.time_out_gate(step_id, generation=state.generation)
+        gate = await store.get_gate(step_id)
+    return gate
+
+
+async def _run_resolver(state: RunState, resolver: GateResolver, request: GateRequest) -> None:
+    """Let the gate type's resolver decide; it is cancelled if the gate is decided first."""
+    try:
+        decision = await resolver.resolve(request)
+    except Exception as exc:
+        state.log.warning(
+            "gate resolver failed; the gate waits for people and its deadline",
+            gate=request.gate_name,
+            resolver=repr(resolver),
+            error=str(exc),
+        )
+        return
+    if decision is None:
+        return
+    if not isinstance(decision, GateDecision):
+        state.log.warning("gate resolver returned no GateDecision", gate=request.gate_name)
+        return
+    store = state.services.store
+    if decision.approved:
+        await store.approve_gate(
+            request.step_id,
+            by=decision.by,
+            feedback=decision.feedback,
+            selections=list(decision.selections) or None,
+        )
+    else:
+        await store.reject_gate(request.step_id, by=decision.by, feedback=decision.feedback)
+    state.services.gates.wake(request.step_id)
