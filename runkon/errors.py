@@ -20,10 +20,15 @@ __all__ = [
     "DslSyntaxError",
     "ExecutionError",
     "GateError",
+    "InvalidSelectionError",
+    "InvalidTransitionError",
     "LeaseLostError",
     "RunkonError",
+    "SchemaVersionError",
+    "StoreBackendError",
     "StoreClosedError",
     "StoreError",
+    "UnknownFanOutItemError",
     "UnknownGateError",
     "UnknownRunError",
     "UnknownStepError",
@@ -230,4 +235,98 @@ class DatabaseReadOnlyError(StoreError):
         super().__init__(
             f"database {path!r} is read-only ({detail}); "
             "check the permissions of the file and its directory"
+        )
+
+
+# --------------------------------------------------------------------------- added by the store
+
+
+class InvalidSelectionError(GateError):
+    """A gate approval named selections the gate does not offer.
+
+    Attributes:
+        step_id: the gate step.
+        invalid: the selections that are not among the gate's options.
+        allowed: the option values the gate offers (empty when it has no options).
+    """
+
+    def __init__(self, step_id: str, *, invalid: list[str], allowed: list[str]) -> None:
+        self.step_id = step_id
+        self.invalid = invalid
+        self.allowed = allowed
+        if allowed:
+            problem = f"selections {invalid!r} are not options of gate step {step_id!r}"
+            fix = f"choose from {allowed!r}"
+        else:
+            problem = f"gate step {step_id!r} has no options, but selections {invalid!r} were given"
+            fix = "approve it without selections"
+        super().__init__(f"{problem}; {fix}")
+
+
+class InvalidTransitionError(StoreError):
+    """A write asked for a status change the store never makes.
+
+    A finished run or step (``completed``, ``failed``, ``cancelled``, ``skipped``,
+    ``timed_out``) is never overwritten, and a run marked ``cancelling`` only moves on to
+    a finished status.
+
+    Attributes:
+        entity: ``"run"`` or ``"step"``.
+        entity_id: the id of the run or step.
+        current: its status now.
+        requested: the status the write asked for.
+    """
+
+    def __init__(self, entity: str, entity_id: str, *, current: str, requested: str) -> None:
+        self.entity = entity
+        self.entity_id = entity_id
+        self.current = current
+        self.requested = requested
+        if current == "cancelling":
+            why = "a cancellation was requested, so it may only finish"
+        else:
+            why = "it has finished, and a finished record is never changed"
+        super().__init__(
+            f"{entity} {entity_id!r} cannot go from {current!r} to {requested!r}: {why}; "
+            f"read its status again and stop writing to it"
+        )
+
+
+class UnknownFanOutItemError(StoreError):
+    """No fan-out item row has this id (in the given run)."""
+
+    def __init__(self, item_row_id: str) -> None:
+        self.item_row_id = item_row_id
+        super().__init__(
+            f"unknown fan-out item {item_row_id!r}; use the ids returned by "
+            "insert_fan_out_items or get_fan_out_items"
+        )
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer runkon whose schema this one does not know."""
+
+    def __init__(self, path: str, *, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"database {path!r} has runkon schema version {found}, but this runkon knows "
+            f"versions up to {supported}; upgrade runkon to open it"
+        )
+
+
+class StoreBackendError(StoreError):
+    """The database failed in a way runkon has no narrower error for.
+
+    Examples: the file is not a SQLite database, it is corrupted, or the disk failed.
+    The backend's own exception is chained as ``__cause__``.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"database {path!r} failed: {detail}; check that the path names a database "
+            "runkon created (or the canonical schema) and that the disk is healthy"
         )

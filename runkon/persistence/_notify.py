@@ -1,0 +1,148 @@
+"""Notification fan-out inside one process: a hub of per-subscriber memory streams.
+
+A store publishes each notification to the hub right after its commit; the hub copies it
+into every subscriber's own unbounded anyio memory stream, so publishing never blocks and
+nothing polls. Notifications are rare (one per gate decision, cancel request or finished
+run), which is why the streams are unbounded: a subscriber that stops reading holds its
+backlog until it closes its stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from runkon.persistence._records import EventRecord, Notification
+
+__all__ = ["NotificationHub", "Subscription", "call_listeners"]
+
+_log = structlog.get_logger("runkon.persistence")
+
+
+def call_listeners(
+    listeners: Sequence[Callable[[Sequence[EventRecord]], None]], events: Sequence[EventRecord]
+) -> None:
+    """Hand committed ``events`` to every listener; a failing listener is logged and skipped."""
+    for listener in list(listeners):
+        try:
+            listener(events)
+        except Exception:
+            _log.exception("event_listener_failed", run_id=events[0].run_id, listener=listener)
+
+
+async def _already_ready() -> None:
+    return None
+
+
+class Subscription:
+    """One subscriber's notification stream (implements ``NotificationStream``)."""
+
+    __slots__ = ("_hub", "_ready", "_receive", "_send", "_waited")
+
+    def __init__(self, hub: NotificationHub, ready: Callable[[], Awaitable[None]]) -> None:
+        self._hub = hub
+        self._ready = ready
+        self._send: MemoryObjectSendStream[Notification]
+        self._receive: MemoryObjectReceiveStream[Notification]
+        self._send, self._receive = anyio.create_memory_object_stream[Notification](math.inf)
+        self._waited = False
+
+    async def _wait_ready(self) -> None:
+        if not self._waited:
+            await self._ready()
+            self._waited = True
+
+    async def __aenter__(self) -> Self:
+        await self._wait_ready()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Notification:
+        await self._wait_ready()
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop the subscription; notifications not yet read are dropped."""
+        self._hub.remove(self)
+        self._receive.close()
+
+    def deliver(self, note: Notification) -> None:
+        """Queue ``note`` for this subscriber (never blocks)."""
+        try:
+            self._send.send_nowait(note)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._hub.remove(self)
+
+    def end(self) -> None:
+        """End the stream: the subscriber reads what is queued, then iteration stops."""
+        self._send.close()
+
+
+class NotificationHub:
+    """Delivers notifications to every live subscription of one store object.
+
+    Args:
+        on_active: called with True when the first subscriber arrives and with False
+            when the last one leaves (a SQLite store starts and stops its change feed).
+        ready: awaited by a subscription before its first notification; a SQLite store
+            uses it to wait until its change feed has a starting point.
+    """
+
+    def __init__(
+        self,
+        on_active: Callable[[bool], None] | None = None,
+        ready: Callable[[], Awaitable[None]] = _already_ready,
+    ) -> None:
+        self._subscribers: set[Subscription] = set()
+        self._on_active = on_active
+        self._ready = ready
+
+    @property
+    def active(self) -> bool:
+        """True while at least one subscription is open."""
+        return bool(self._subscribers)
+
+    def subscribe(self) -> Subscription:
+        """Open a subscription; it sees every notification published from now on."""
+        subscription = Subscription(self, self._ready)
+        self._subscribers.add(subscription)
+        if len(self._subscribers) == 1 and self._on_active is not None:
+            self._on_active(True)
+        return subscription
+
+    def remove(self, subscription: Subscription) -> None:
+        """Forget ``subscription`` (idempotent)."""
+        if subscription in self._subscribers:
+            self._subscribers.discard(subscription)
+            subscription.end()
+            if not self._subscribers and self._on_active is not None:
+                self._on_active(False)
+
+    def publish(self, note: Notification) -> None:
+        """Deliver ``note`` to every subscription, without blocking."""
+        for subscription in list(self._subscribers):
+            subscription.deliver(note)
+
+    def close(self) -> None:
+        """End every subscription (the store is closing)."""
+        for subscription in list(self._subscribers):
+            self.remove(subscription)

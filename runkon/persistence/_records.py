@@ -1,0 +1,543 @@
+"""The store's vocabulary: statuses, roles, and the records it reads and writes.
+
+Records are frozen, slotted dataclasses: they are built on every write of the engine's hot
+path, so they carry no per-field validation. Mapping fields (``inputs``, ``data``,
+``context``, ``blocked_on``) are plain dicts owned by the store: treat them as read-only.
+Timestamps are timezone-aware UTC datetimes with millisecond precision.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "TERMINAL_RUN_STATUSES",
+    "TERMINAL_STEP_STATUSES",
+    "EventRecord",
+    "FanOutItemRecord",
+    "FanOutItemStatus",
+    "FanOutItemUpdate",
+    "GateApproval",
+    "GateDecision",
+    "GateOption",
+    "GateReceipt",
+    "GateRecord",
+    "NewEvent",
+    "NewFanOutItem",
+    "NewGate",
+    "NewRun",
+    "NewStep",
+    "Notification",
+    "NotificationKind",
+    "ReceiptOutcome",
+    "RunRecord",
+    "RunStatus",
+    "StepRecord",
+    "StepRole",
+    "StepStatus",
+    "StepUpdate",
+    "WaitingGate",
+]
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+class RunStatus(enum.StrEnum):
+    """Status of a workflow run (runkon-flow's ``WorkflowRunStatus``).
+
+    ``completed``, ``failed`` and ``cancelled`` are terminal: a store never changes a
+    terminal run. ``cancelling`` means a cancellation was requested; such a run may only
+    move on to a terminal status.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    WAITING = "waiting"
+    NEEDS_RESUME = "needs_resume"
+    CANCELLING = "cancelling"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``completed``, ``failed`` and ``cancelled``."""
+        return self in TERMINAL_RUN_STATUSES
+
+
+class StepStatus(enum.StrEnum):
+    """Status of a step (runkon-flow's ``WorkflowStepStatus``).
+
+    ``completed``, ``failed``, ``skipped`` and ``timed_out`` are terminal: a store never
+    changes a terminal step.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    WAITING = "waiting"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``completed``, ``failed``, ``skipped`` and ``timed_out``."""
+        return self in TERMINAL_STEP_STATUSES
+
+
+class StepRole(enum.StrEnum):
+    """The canonical step roles (the only values the canonical schema accepts).
+
+    Calls and scripts are ``agent`` steps; the node kind is kept in
+    :attr:`StepRecord.kind`.
+    """
+
+    AGENT = "agent"
+    GATE = "gate"
+    FOREACH = "foreach"
+    WORKFLOW = "workflow"
+
+
+class FanOutItemStatus(enum.StrEnum):
+    """Status of one foreach item."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class GateDecision(enum.StrEnum):
+    """How a gate was resolved."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+
+
+class ReceiptOutcome(enum.StrEnum):
+    """What became of a gate decision attempt (see :class:`GateReceipt`)."""
+
+    ACCEPTED = "accepted"
+    """This call resolved the gate."""
+    APPROVAL_RECORDED = "approval_recorded"
+    """The approval was counted, but the gate needs more distinct approvers."""
+    ALREADY_RESOLVED = "already_resolved"
+    """The gate was decided before; the receipt says how, by whom and when."""
+    NOT_WAITING = "not_waiting"
+    """The gate exists but is not waiting for a decision (e.g. skipped)."""
+    UNKNOWN = "unknown"
+    """No gate step has this id."""
+
+
+class NotificationKind(enum.StrEnum):
+    """What a :class:`Notification` announces."""
+
+    GATE_DECIDED = "gate_decided"
+    CANCEL_REQUESTED = "cancel_requested"
+    RUN_FINISHED = "run_finished"
+
+
+ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING}
+)
+"""Statuses of runs an engine is (or should be) driving; crash recovery looks at these."""
+
+TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+)
+"""Run statuses a store never changes."""
+
+TERMINAL_STEP_STATUSES: frozenset[StepStatus] = frozenset(
+    {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.TIMED_OUT}
+)
+"""Step statuses a store never changes."""
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What :meth:`Store.create_run` needs to create a run.
+
+    Attributes:
+        workflow_name: name of the workflow being run.
+        parent_run_id: the parent run for a child workflow; ``None`` at top level.
+        parent_step_id: the parent's ``call workflow`` / foreach step, if any.
+        dry_run: gates auto-approve and scripts do not execute.
+        trigger: what started the run (``"manual"``, ``"hook"``, ...).
+        definition_snapshot: the workflow definition as JSON text, for resume.
+        inputs: the run's input values.
+        workflow_title: the workflow's display title.
+        iteration: the iteration of the parent loop that started this child run.
+        depth: nesting depth (0 for a top-level run).
+    """
+
+    workflow_name: str
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    dry_run: bool = False
+    trigger: str = ""
+    definition_snapshot: str | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    workflow_title: str | None = None
+    iteration: int = 0
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A stored run.
+
+    ``owner_token``, ``lease_until`` and ``generation`` describe the lease (see
+    :meth:`Store.acquire_lease`). ``blocked_on`` says what a ``waiting`` run waits for
+    (a JSON object, e.g. the gate it is blocked on). ``cancel_reason`` and
+    ``cancel_requested_by`` are set by :meth:`Store.request_cancel`.
+    """
+
+    id: str
+    workflow_name: str
+    status: RunStatus
+    parent_run_id: str | None
+    parent_step_id: str | None
+    dry_run: bool
+    trigger: str
+    started_at: datetime
+    ended_at: datetime | None
+    result_summary: str | None
+    error: str | None
+    definition_snapshot: str | None
+    inputs: Mapping[str, str]
+    workflow_title: str | None
+    iteration: int
+    depth: int
+    blocked_on: Mapping[str, Any] | None
+    total_duration_ms: int | None
+    owner_token: str | None
+    lease_until: datetime | None
+    generation: int
+    cancel_reason: str | None
+    cancel_requested_by: str | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run completed, failed or was cancelled."""
+        return self.status in TERMINAL_RUN_STATUSES
+
+    @property
+    def is_cancel_requested(self) -> bool:
+        """True when the run is ``cancelling`` or ``cancelled``."""
+        return self.status in (RunStatus.CANCELLING, RunStatus.CANCELLED)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True, slots=True)
+class NewStep:
+    """What :meth:`Store.insert_step` needs to record a step.
+
+    Attributes:
+        run_id: the run the step belongs to.
+        step_name: the name shown to users (the call's agent label, ``foreach:x``, ...).
+        role: one of the canonical roles.
+        position: leaf-node counter of the run; steps are listed by position.
+        iteration: loop iteration the step ran in.
+        retry_count: the attempt number (0 for the first attempt).
+        status: ``running`` (default), ``pending`` or ``waiting``.
+        resume_key: the step's unique identity within the run, set by the engine.
+        parallel_group_id: shared by the calls of one ``parallel`` block.
+        kind: the DSL node kind (``call``, ``script``, ...), for display.
+    """
+
+    run_id: str
+    step_name: str
+    role: StepRole
+    position: int
+    iteration: int = 0
+    retry_count: int = 0
+    status: StepStatus = StepStatus.RUNNING
+    resume_key: str | None = None
+    parallel_group_id: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpdate:
+    """A change to a step. Fields left ``None`` keep their stored value.
+
+    Moving to ``running`` or ``waiting`` sets ``started_at`` if it is unset; moving to a
+    terminal status sets ``ended_at``.
+
+    Attributes:
+        status: the new status.
+        child_run_id: the child run started by this step.
+        result_text: the step's result (or failure message).
+        context_out: the context the step passes on.
+        markers_out: markers the step emitted.
+        retry_count: the attempt number.
+        structured_output: structured output as JSON text.
+        step_error: the error message of a failed step.
+    """
+
+    status: StepStatus
+    child_run_id: str | None = None
+    result_text: str | None = None
+    context_out: str | None = None
+    markers_out: Sequence[str] | None = None
+    retry_count: int | None = None
+    structured_output: str | None = None
+    step_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A stored step (one row of ``workflow_run_steps``).
+
+    ``gate_type`` and ``gate_feedback`` are set on gate steps only; read the whole gate
+    with :meth:`Store.get_gate`.
+    """
+
+    id: str
+    run_id: str
+    step_name: str
+    role: StepRole
+    status: StepStatus
+    position: int
+    iteration: int
+    retry_count: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    child_run_id: str | None
+    result_text: str | None
+    context_out: str | None
+    markers_out: tuple[str, ...]
+    structured_output: str | None
+    step_error: str | None
+    parallel_group_id: str | None
+    resume_key: str | None
+    kind: str | None
+    gate_type: str | None
+    gate_feedback: str | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the step completed, failed, was skipped or timed out."""
+        return self.status in TERMINAL_STEP_STATUSES
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+@dataclass(frozen=True, slots=True)
+class NewFanOutItem:
+    """One foreach item to record (idempotent on ``(step, item_type, item_id)``)."""
+
+    item_type: str
+    item_id: str
+    item_ref: str = ""
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutItemUpdate:
+    """A change to a fan-out item.
+
+    ``running`` sets ``dispatched_at``; a terminal status (``completed``, ``failed``,
+    ``skipped``) sets ``completed_at``. ``child_run_id``, when given, replaces the stored one.
+    """
+
+    status: FanOutItemStatus
+    child_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutItemRecord:
+    """A stored foreach item (one row of ``workflow_run_step_fan_out_items``)."""
+
+    id: str
+    step_id: str
+    item_type: str
+    item_id: str
+    item_ref: str
+    child_run_id: str | None
+    status: FanOutItemStatus
+    dispatched_at: datetime | None
+    completed_at: datetime | None
+    context: Mapping[str, str]
+
+
+# --------------------------------------------------------------------------- gates
+
+
+class GateOption(NamedTuple):
+    """One choice a gate offers: the stored ``value`` and the ``label`` shown to people."""
+
+    value: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewGate:
+    """What :meth:`Store.open_gate` needs to open a gate.
+
+    Attributes:
+        run_id: the run the gate blocks.
+        step_name: the gate's name.
+        gate_type: ``human_approval``, ``human_review``, ``pr_approval``, or a custom type.
+        position: the step position (as for :class:`NewStep`).
+        iteration: loop iteration.
+        resume_key: the step's unique identity within the run.
+        prompt: what the approver is asked.
+        options: the choices, in display order; selections must be among their values.
+        min_approvals: distinct approvers needed to pass (at least 1).
+        deadline_at: ABSOLUTE UTC deadline; ``None`` waits forever. On resume the engine
+            reuses it, so a gate's timeout never restarts.
+        timeout_secs: the configured timeout, kept for display and runkon-flow.
+    """
+
+    run_id: str
+    step_name: str
+    gate_type: str
+    position: int
+    iteration: int = 0
+    resume_key: str | None = None
+    prompt: str | None = None
+    options: Sequence[GateOption] = ()
+    min_approvals: int = 1
+    deadline_at: datetime | None = None
+    timeout_secs: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateApproval:
+    """One person's approval of a gate (a quorum gate collects several)."""
+
+    approver: str
+    approved_at: datetime
+    feedback: str | None
+    selections: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class GateRecord:
+    """A gate step with everything needed to show or decide it.
+
+    ``decision``, ``decided_by`` and ``decided_at`` are set once the gate is resolved
+    (``decided_by`` is ``None`` for a timeout). For a quorum gate ``feedback`` joins the
+    approvers' feedback, one line each, and ``selections`` are those of the latest
+    approval that made any.
+    """
+
+    step_id: str
+    run_id: str
+    step_name: str
+    gate_type: str
+    status: StepStatus
+    position: int
+    iteration: int
+    resume_key: str | None
+    prompt: str | None
+    options: tuple[GateOption, ...]
+    min_approvals: int
+    deadline_at: datetime | None
+    opened_at: datetime | None
+    decision: GateDecision | None
+    decided_by: str | None
+    decided_at: datetime | None
+    feedback: str | None
+    selections: tuple[str, ...] | None
+    approvals: tuple[GateApproval, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingGate:
+    """A gate waiting for a decision, with its run's context (an inbox entry)."""
+
+    step_id: str
+    run_id: str
+    workflow_name: str
+    gate_name: str
+    gate_type: str
+    prompt: str | None
+    options: tuple[GateOption, ...]
+    deadline_at: datetime | None
+    opened_at: datetime | None
+    approvals: int
+    min_approvals: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateReceipt:
+    """The answer to a gate decision attempt: never an exception for these outcomes.
+
+    Attributes:
+        outcome: what happened (see :class:`ReceiptOutcome`).
+        step_id: the gate step the attempt named.
+        run_id: the gate's run (``None`` when unknown).
+        decision: the gate's decision (for ``accepted`` and ``already_resolved``).
+        decided_by: who decided it (``None`` for a timeout).
+        decided_at: when it was decided.
+        approvals: distinct approvals recorded so far.
+        approvals_needed: the gate's ``min_approvals``.
+    """
+
+    outcome: ReceiptOutcome
+    step_id: str
+    run_id: str | None = None
+    decision: GateDecision | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    approvals: int = 0
+    approvals_needed: int = 1
+
+    @property
+    def accepted(self) -> bool:
+        """True when this attempt resolved the gate."""
+        return self.outcome is ReceiptOutcome.ACCEPTED
+
+
+# --------------------------------------------------------------------------- events, notes
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append with a write: a type name and a JSON object of data."""
+
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A stored event. ``seq`` counts 1, 2, 3, ... per run, without gaps."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A wake-up for the engine: a gate was decided, a run was cancelled or finished.
+
+    Notifications say *that* something changed; read the store for the details.
+    ``created_at`` is when the change was committed (by this or another process).
+    """
+
+    kind: NotificationKind
+    run_id: str
+    step_id: str | None
+    created_at: datetime
+    decision: GateDecision | None = None

@@ -1,0 +1,325 @@
+"""Rules both backends share, so they behave the same by construction.
+
+Each function here is pure: it decides, the backend stores. The conformance suite checks
+the outcome on every backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from runkon.errors import InvalidSelectionError, InvalidTransitionError
+from runkon.persistence._records import (
+    TERMINAL_RUN_STATUSES,
+    TERMINAL_STEP_STATUSES,
+    GateDecision,
+    GateOption,
+    NewEvent,
+    NewGate,
+    NewStep,
+    RunStatus,
+    StepRecord,
+    StepRole,
+    StepStatus,
+    StepUpdate,
+)
+from runkon.persistence._time import format_ts
+
+__all__ = [
+    "CANCELLATION_REQUESTED",
+    "GATE_APPROVAL_RECORDED",
+    "GATE_RESOLVED",
+    "GATE_TIMED_OUT",
+    "blocked_on_for_gate",
+    "check_gate_options",
+    "check_run_transition",
+    "check_selections",
+    "check_step_writable",
+    "decision_for_status",
+    "dump_json",
+    "join_feedback",
+    "lease_claimable",
+    "resolved_run_status",
+]
+
+# Event types the store appends itself (the engine's event layer gives them models).
+GATE_RESOLVED = "gate_resolved"
+GATE_TIMED_OUT = "gate_timed_out"
+GATE_APPROVAL_RECORDED = "gate_approval_recorded"
+CANCELLATION_REQUESTED = "cancellation_requested"
+
+STARTABLE_STEP_STATUSES = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING})
+
+_DECISION_BY_STATUS = {
+    StepStatus.COMPLETED: GateDecision.APPROVED,
+    StepStatus.FAILED: GateDecision.REJECTED,
+    StepStatus.TIMED_OUT: GateDecision.TIMED_OUT,
+}
+STATUS_BY_DECISION = {decision: status for status, decision in _DECISION_BY_STATUS.items()}
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def dump_json(value: object) -> str:
+    """Serialise ``value`` as compact JSON text (``TypeError`` for non-JSON values)."""
+    return _ENCODER.encode(value)
+
+
+def event_data(event: NewEvent) -> tuple[str, dict[str, Any]]:
+    """Return the event's data as JSON text and as the detached dict a reader gets back.
+
+    Both stores keep exactly what a JSON round trip yields, so tuples become lists and
+    non-JSON values are refused (``TypeError``) before anything is written.
+    """
+    text = dump_json(dict(event.data))
+    data: dict[str, Any] = json.loads(text)
+    return text, data
+
+
+def step_status(status: StepStatus | str) -> StepStatus:
+    """``status`` as a :class:`StepStatus` (a plain string is converted; hot path)."""
+    return status if status.__class__ is StepStatus else StepStatus(status)
+
+
+def new_step_record(new_step: NewStep, step_id: str, now: datetime) -> StepRecord:
+    """The record a new step is stored as.
+
+    Raises:
+        ValueError: the status is not pending, running or waiting, or the role is unknown.
+    """
+    status = step_status(new_step.status)
+    if status not in STARTABLE_STEP_STATUSES:
+        raise ValueError(f"a new step starts pending, running or waiting, not {status.value!r}")
+    role = new_step.role
+    return StepRecord(
+        id=step_id,
+        run_id=new_step.run_id,
+        step_name=new_step.step_name,
+        role=role if role.__class__ is StepRole else StepRole(role),
+        status=status,
+        position=new_step.position,
+        iteration=new_step.iteration,
+        retry_count=new_step.retry_count,
+        started_at=None if status is StepStatus.PENDING else now,
+        ended_at=None,
+        child_run_id=None,
+        result_text=None,
+        context_out=None,
+        markers_out=(),
+        structured_output=None,
+        step_error=None,
+        parallel_group_id=new_step.parallel_group_id,
+        resume_key=new_step.resume_key,
+        kind=new_step.kind,
+        gate_type=None,
+        gate_feedback=None,
+    )
+
+
+def apply_step_update(step: StepRecord, update: StepUpdate, now: datetime) -> StepRecord:
+    """The step as it is after ``update`` (fields left ``None`` keep their value).
+
+    ``running``/``waiting`` set ``started_at`` if unset; a terminal status sets ``ended_at``.
+
+    Raises:
+        InvalidTransitionError: the step is already terminal.
+    """
+    status = step_status(update.status)
+    check_step_writable(step.id, step.status, status)
+    return StepRecord(
+        id=step.id,
+        run_id=step.run_id,
+        step_name=step.step_name,
+        role=step.role,
+        status=status,
+        position=step.position,
+        iteration=step.iteration,
+        retry_count=step.retry_count if update.retry_count is None else update.retry_count,
+        started_at=(
+            step.started_at or now
+            if status is StepStatus.RUNNING or status is StepStatus.WAITING
+            else step.started_at
+        ),
+        ended_at=now if status in TERMINAL_STEP_STATUSES else step.ended_at,
+        child_run_id=step.child_run_id if update.child_run_id is None else update.child_run_id,
+        result_text=step.result_text if update.result_text is None else update.result_text,
+        context_out=step.context_out if update.context_out is None else update.context_out,
+        markers_out=step.markers_out if update.markers_out is None else tuple(update.markers_out),
+        structured_output=(
+            step.structured_output if update.structured_output is None else update.structured_output
+        ),
+        step_error=step.step_error if update.step_error is None else update.step_error,
+        parallel_group_id=step.parallel_group_id,
+        resume_key=step.resume_key,
+        kind=step.kind,
+        gate_type=step.gate_type,
+        gate_feedback=step.gate_feedback,
+    )
+
+
+def check_run_transition(run_id: str, current: RunStatus, requested: RunStatus) -> None:
+    """Refuse changing a terminal run, and moving a ``cancelling`` run back to work.
+
+    Raises:
+        InvalidTransitionError: the change is not allowed.
+    """
+    if current in TERMINAL_RUN_STATUSES or (
+        current is RunStatus.CANCELLING
+        and requested not in TERMINAL_RUN_STATUSES
+        and requested is not RunStatus.CANCELLING
+    ):
+        raise InvalidTransitionError("run", run_id, current=current, requested=requested)
+
+
+def check_step_writable(step_id: str, current: StepStatus, requested: StepStatus) -> None:
+    """Refuse changing a terminal step.
+
+    Raises:
+        InvalidTransitionError: the step is terminal.
+    """
+    if current in TERMINAL_STEP_STATUSES:
+        raise InvalidTransitionError("step", step_id, current=current, requested=requested)
+
+
+def lease_claimable(
+    current_owner: str | None, lease_until: datetime | None, owner: str, now: datetime
+) -> bool:
+    """True iff ``owner`` may take the lease: nobody holds it, it expired, or it is theirs."""
+    return (
+        current_owner is None or current_owner == owner or lease_until is None or lease_until < now
+    )
+
+
+def check_gate_options(new_gate: NewGate) -> tuple[GateOption, ...]:
+    """Validate a new gate's quorum and options; return the options as ``GateOption``s.
+
+    Raises:
+        ValueError: ``min_approvals`` is below 1, or two options share a value.
+    """
+    if new_gate.min_approvals < 1:
+        raise ValueError(
+            f"gate {new_gate.step_name!r}: min_approvals must be at least 1, "
+            f"got {new_gate.min_approvals}"
+        )
+    options = tuple(GateOption(*option) for option in new_gate.options)
+    values = [option.value for option in options]
+    if len(set(values)) != len(values):
+        raise ValueError(f"gate {new_gate.step_name!r}: option values repeat in {values!r}")
+    return options
+
+
+def check_selections(
+    step_id: str, options: Sequence[GateOption], selections: Sequence[str] | None
+) -> tuple[str, ...] | None:
+    """Check approval selections against the gate's persisted options.
+
+    Returns:
+        The selections as a tuple, or None when none were given.
+
+    Raises:
+        InvalidSelectionError: a selection is not an option value, or the gate has no
+            options at all.
+    """
+    if selections is None:
+        return None
+    chosen = tuple(selections)
+    allowed = [option.value for option in options]
+    invalid = [value for value in chosen if value not in allowed]
+    if invalid or not allowed:
+        raise InvalidSelectionError(step_id, invalid=invalid or list(chosen), allowed=allowed)
+    return chosen
+
+
+def decision_for_status(status: StepStatus) -> GateDecision | None:
+    """The decision a resolved gate's status stands for (None while undecided)."""
+    return _DECISION_BY_STATUS.get(status)
+
+
+def join_feedback(feedbacks: Sequence[str | None]) -> str | None:
+    """Join approvers' feedback one per line, skipping empty ones (None if none)."""
+    given = [text for text in feedbacks if text]
+    return "\n".join(given) if given else None
+
+
+def resolved_run_status(current: RunStatus, other_gates_waiting: bool) -> RunStatus | None:
+    """The run status after one of its gates is decided, or None to leave it.
+
+    A ``waiting`` run goes back to ``running`` unless another of its gates still waits;
+    any other status (notably ``cancelling``) is never clobbered.
+    """
+    if current is RunStatus.WAITING and not other_gates_waiting:
+        return RunStatus.RUNNING
+    return None
+
+
+def blocked_on_for_gate(
+    step_id: str, new_gate: NewGate, options: Sequence[GateOption]
+) -> dict[str, Any]:
+    """The ``blocked_on`` object of a run waiting on a gate (tagged by ``type``)."""
+    return {
+        "type": new_gate.gate_type,
+        "gate_name": new_gate.step_name,
+        "step_id": step_id,
+        "prompt": new_gate.prompt,
+        "options": [option.value for option in options],
+        "approvals_needed": new_gate.min_approvals,
+        "deadline_at": None if new_gate.deadline_at is None else format_ts(new_gate.deadline_at),
+    }
+
+
+def gate_resolved_event(
+    step_name: str,
+    step_id: str,
+    decision: GateDecision,
+    by: str | None,
+    feedback: str | None,
+    selections: Sequence[str] | None,
+) -> NewEvent:
+    """The event appended with a gate decision."""
+    if decision is GateDecision.TIMED_OUT:
+        return NewEvent(GATE_TIMED_OUT, {"gate_name": step_name, "step_id": step_id})
+    return NewEvent(
+        GATE_RESOLVED,
+        {
+            "gate_name": step_name,
+            "step_id": step_id,
+            "approved": decision is GateDecision.APPROVED,
+            "decision": decision.value,
+            "by": by,
+            "feedback": feedback,
+            "selections": None if selections is None else list(selections),
+        },
+    )
+
+
+def approval_recorded_event(
+    step_name: str, step_id: str, by: str, approvals: int, needed: int
+) -> NewEvent:
+    """The event appended when a quorum gate counts an approval but is not yet passed."""
+    return NewEvent(
+        GATE_APPROVAL_RECORDED,
+        {
+            "gate_name": step_name,
+            "step_id": step_id,
+            "by": by,
+            "approvals": approvals,
+            "approvals_needed": needed,
+        },
+    )
+
+
+def cancellation_event(reason: str | None, by: str | None) -> NewEvent:
+    """The event appended when a cancellation is requested."""
+    return NewEvent(CANCELLATION_REQUESTED, {"reason": reason, "by": by})
+
+
+def as_mapping(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A detached, JSON-checked copy of a JSON object (None stays None)."""
+    if value is None:
+        return None
+    copied: dict[str, Any] = json.loads(dump_json(dict(value)))
+    return copied

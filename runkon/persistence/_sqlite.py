@@ -1,0 +1,509 @@
+"""``SqliteStore``: the embedded backend (aiosqlite, WAL), for the CLI and servers.
+
+Design notes:
+
+- **One hop per call.** Every store call is one function of :mod:`._sqlite_ops` run on
+  aiosqlite's per-connection worker thread. aiosqlite's public API costs a thread hop
+  per statement (about 140 µs on the benchmark machine), which would cap a fenced
+  write at a few hundred per second; a whole transaction per hop meets the targets.
+  The hook is aiosqlite's ``Connection._execute`` (what its own methods call).
+- **Writes are not abandoned.** A call is shielded from cancellation while its
+  transaction runs, so a committed write always reaches its event listeners and
+  notification subscribers; the caller sees the cancellation right after.
+- **Change feed.** While anybody listens to :meth:`SqliteStore.notifications`, one task
+  per store polls every ``notify_interval``: ``PRAGMA data_version`` first (it changes
+  only when another connection commits), then one read of ``runkon_notifications`` for
+  rows after the last one seen. Rows this store wrote itself are skipped (they were
+  delivered at commit).
+- **Errors.** ``sqlite3`` errors are mapped at this boundary: busy or locked ->
+  :class:`DatabaseLockedError`, read-only -> :class:`DatabaseReadOnlyError`, anything
+  else -> :class:`StoreBackendError`; the original is chained as ``__cause__``.
+
+The store is asyncio-only, as aiosqlite is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
+
+import aiosqlite
+import anyio
+import structlog
+
+from runkon.errors import (
+    DatabaseLockedError,
+    DatabaseReadOnlyError,
+    StoreBackendError,
+    StoreClosedError,
+    StoreError,
+)
+from runkon.persistence import _sqlite_ops as ops
+from runkon.persistence._ids import new_ulid
+from runkon.persistence._notify import NotificationHub, Subscription, call_listeners
+from runkon.persistence._protocol import EventListener
+from runkon.persistence._records import (
+    EventRecord,
+    FanOutItemRecord,
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    GateReceipt,
+    GateRecord,
+    NewEvent,
+    NewFanOutItem,
+    NewGate,
+    NewRun,
+    NewStep,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    StepUpdate,
+    WaitingGate,
+)
+from runkon.persistence._rules import STARTABLE_STEP_STATUSES
+from runkon.persistence._time import truncate_ms, utc_now
+
+__all__ = ["SqliteStore"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_log = structlog.get_logger("runkon.persistence")
+
+
+class SqliteStore:
+    """A :class:`~runkon.persistence.Store` in a SQLite file (WAL mode).
+
+    Open it with ``async with SqliteStore("runs.db") as store:``. Opening creates the
+    file if needed, creates the canonical tables if missing and applies runkon's
+    migrations, so a database created by runkon-flow (canonical schema only) works as is.
+    Several processes may share one file; notifications cross between them through the
+    change feed.
+
+    Args:
+        path: the database file.
+        busy_timeout: seconds a write waits for another connection's lock before
+            :class:`~runkon.errors.DatabaseLockedError`. Calls on one store run one
+            after another, so a long wait delays the store's other calls too.
+        notify_interval: seconds between change-feed polls while anybody listens.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        notify_interval: float = 0.05,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._busy_timeout = busy_timeout
+        self._notify_interval = notify_interval
+        self._db: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._origin = new_ulid()
+        self._listeners: list[EventListener] = []
+        self._hub = NotificationHub(on_active=self._feed_active, ready=self._feed_ready)
+        self._feed_task: asyncio.Task[None] | None = None
+        self._feed_started = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self._path!r})"
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._db is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        try:
+            db = await aiosqlite.connect(
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                cached_statements=256,
+            )
+        except sqlite3.Error as exc:
+            raise _map_error(self._path, exc) from exc
+        try:
+            self._db, self._conn = db, db._conn
+            await self._call(ops.prepare, int(self._busy_timeout * 1000), self._path)
+        except BaseException:
+            self._db = self._conn = None
+            with anyio.CancelScope(shield=True):
+                await db.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the store: notification streams end, the connection closes."""
+        db, self._db = self._db, None
+        self._conn = None
+        self._hub.close()
+        self._stop_feed()
+        if db is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await db.close()
+                except sqlite3.Error as exc:
+                    raise _map_error(self._path, exc) from exc
+
+    async def _call(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run ``fn(connection, ...)`` on the connection's thread; map backend errors."""
+        db, conn = self._db, self._conn
+        if db is None or conn is None:
+            raise StoreClosedError(repr(self))
+        try:
+            with anyio.CancelScope(shield=True):
+                result: _T = await _on_thread(db)(fn, conn, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _map_error(self._path, exc) from exc
+        except ValueError as exc:
+            if self._db is None:  # aiosqlite's "Connection closed": aclose() ran meanwhile
+                raise StoreClosedError(repr(self)) from exc
+            raise
+        return result
+
+    async def _write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, _P], ops.Committed[_T]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run a write and hand its events and notifications out after the commit."""
+        committed = await self._call(fn, *args, **kwargs)
+        if committed.events:
+            call_listeners(self._listeners, committed.events)
+        for note in committed.notes:
+            self._hub.publish(note)
+        return committed.result
+
+    # ------------------------------------------------------------------ runs
+
+    async def create_run(self, new_run: NewRun, *, events: Sequence[NewEvent] = ()) -> RunRecord:
+        """Create a ``pending`` run at generation 0 (see ``Store.create_run``)."""
+        return await self._write(ops.create_run, new_run, events)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """Return the run (see ``Store.get_run``)."""
+        return await self._call(ops.get_run, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        statuses: Iterable[RunStatus] | None = None,
+        workflow_name: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter, newest first (see ``Store.list_runs``)."""
+        wanted = None if statuses is None else sorted({RunStatus(status) for status in statuses})
+        return await self._call(ops.list_runs, wanted, workflow_name, parent_run_id, limit)
+
+    async def set_run_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        generation: int,
+        result_summary: str | None = None,
+        error: str | None = None,
+        blocked_on: dict[str, Any] | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> RunRecord:
+        """Set the run's status, fenced (see ``Store.set_run_status``)."""
+        return await self._write(
+            ops.set_run_status,
+            self._origin,
+            run_id,
+            RunStatus(status),
+            generation,
+            result_summary,
+            error,
+            blocked_on,
+            events,
+        )
+
+    async def request_cancel(
+        self, run_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> bool:
+        """Mark the run ``cancelling`` unless it finished (see ``Store.request_cancel``)."""
+        return await self._write(ops.request_cancel, self._origin, run_id, reason, by)
+
+    async def is_cancel_requested(self, run_id: str) -> bool:
+        """True when the run is ``cancelling`` or ``cancelled``."""
+        return await self._call(ops.is_cancel_requested, run_id)
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> int | None:
+        """Claim or renew the run's lease (see ``Store.acquire_lease``)."""
+        return await self._call(ops.acquire_lease, run_id, owner, ttl)
+
+    async def refresh_leases(self, leases: Sequence[tuple[str, str, int]], ttl: float) -> set[str]:
+        """Renew leases still held, in one transaction; return the lost run ids."""
+        return await self._call(ops.refresh_leases, leases, ttl)
+
+    async def release_lease(self, run_id: str, owner: str, generation: int) -> bool:
+        """Give up the lease if ``owner`` still holds it at ``generation``."""
+        return await self._call(ops.release_lease, run_id, owner, generation)
+
+    async def list_recoverable_runs(self, now: datetime | None = None) -> list[RunRecord]:
+        """Active runs whose lease expired or was never taken, oldest first."""
+        moment = utc_now() if now is None else truncate_ms(now)
+        return await self._call(ops.list_recoverable_runs, moment)
+
+    # ------------------------------------------------------------------ steps
+
+    async def insert_step(
+        self, new_step: NewStep, *, generation: int, events: Sequence[NewEvent] = ()
+    ) -> StepRecord:
+        """Record a new step, fenced (see ``Store.insert_step``)."""
+        if StepStatus(new_step.status) not in STARTABLE_STEP_STATUSES:
+            raise ValueError(
+                f"a new step starts pending, running or waiting, not {new_step.status!r}"
+            )
+        return await self._write(ops.insert_step, new_step, generation, events)
+
+    async def update_step(
+        self,
+        step_id: str,
+        update: StepUpdate,
+        *,
+        generation: int,
+        events: Sequence[NewEvent] = (),
+    ) -> StepRecord:
+        """Change a step, fenced; a terminal step is never changed."""
+        return await self._write(ops.update_step, step_id, update, generation, events)
+
+    async def get_step(self, step_id: str) -> StepRecord:
+        """Return the step (see ``Store.get_step``)."""
+        return await self._call(ops.get_step, step_id)
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps by position, then insertion."""
+        return await self._call(ops.get_steps, run_id)
+
+    # ------------------------------------------------------------------ fan-out
+
+    async def insert_fan_out_items(
+        self,
+        step_id: str,
+        items: Sequence[NewFanOutItem],
+        *,
+        run_id: str,
+        generation: int,
+        events: Sequence[NewEvent] = (),
+    ) -> list[FanOutItemRecord]:
+        """Record foreach items idempotently, fenced; duplicates return the existing row."""
+        return await self._write(
+            ops.insert_fan_out_items, step_id, items, run_id, generation, events
+        )
+
+    async def update_fan_out_items(
+        self,
+        updates: Sequence[tuple[str, FanOutItemUpdate]],
+        *,
+        run_id: str,
+        generation: int,
+        events: Sequence[NewEvent] = (),
+    ) -> list[FanOutItemRecord]:
+        """Apply fan-out item updates all or nothing, fenced."""
+        return await self._write(ops.update_fan_out_items, updates, run_id, generation, events)
+
+    async def get_fan_out_items(
+        self, step_id: str, status: FanOutItemStatus | None = None
+    ) -> list[FanOutItemRecord]:
+        """The step's items in insertion order, optionally filtered by status."""
+        return await self._call(ops.get_fan_out_items, step_id, status)
+
+    # ------------------------------------------------------------------ gates
+
+    async def open_gate(
+        self, new_gate: NewGate, *, generation: int, events: Sequence[NewEvent] = ()
+    ) -> GateRecord:
+        """Insert a waiting gate step and block its run on it, fenced."""
+        return await self._write(ops.open_gate, new_gate, generation, events)
+
+    async def approve_gate(
+        self,
+        step_id: str,
+        *,
+        by: str,
+        feedback: str | None = None,
+        selections: Sequence[str] | None = None,
+    ) -> GateReceipt:
+        """Record an approval; resolve the gate when the quorum is reached."""
+        return await self._write(ops.approve_gate, self._origin, step_id, by, feedback, selections)
+
+    async def reject_gate(
+        self, step_id: str, *, by: str, feedback: str | None = None
+    ) -> GateReceipt:
+        """Resolve the gate as rejected (one compare-and-set)."""
+        return await self._write(ops.reject_gate, self._origin, step_id, by, feedback)
+
+    async def time_out_gate(self, step_id: str, *, generation: int) -> GateReceipt:
+        """Resolve the gate as timed out, fenced (one compare-and-set)."""
+        return await self._write(ops.time_out_gate, self._origin, step_id, generation)
+
+    async def get_gate(self, step_id: str) -> GateRecord:
+        """Return the gate with its decision and approvals."""
+        return await self._call(ops.get_gate, step_id)
+
+    async def list_waiting_gates(
+        self,
+        *,
+        run_id: str | None = None,
+        workflow_name: str | None = None,
+        gate_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[WaitingGate]:
+        """Waiting gates across runs, earliest deadline first (no deadline last)."""
+        return await self._call(ops.list_waiting_gates, run_id, workflow_name, gate_type, limit)
+
+    # ------------------------------------------------------------------ events
+
+    async def append_events(
+        self, run_id: str, events: Sequence[NewEvent], *, generation: int
+    ) -> list[EventRecord]:
+        """Append events to a run, fenced; return them as stored."""
+        return await self._write(ops.append_events, run_id, events, generation)
+
+    async def read_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        """The run's events after ``after_seq``, in order."""
+        return await self._call(ops.read_events, run_id, after_seq, limit)
+
+    def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with each committed batch of events; returns the remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    # ------------------------------------------------------------------ notifications
+
+    def notifications(self) -> Subscription:
+        """Subscribe to notifications: this store's at commit, others' via the change feed."""
+        if self._db is None:
+            raise StoreClosedError(repr(self))
+        return self._hub.subscribe()
+
+    def _feed_active(self, active: bool) -> None:
+        if active:
+            self._feed_started = asyncio.Event()
+            self._feed_task = asyncio.get_running_loop().create_task(
+                self._feed(self._feed_started), name=f"runkon change feed {self._path}"
+            )
+        else:
+            self._stop_feed()
+
+    def _stop_feed(self) -> None:
+        task, self._feed_task = self._feed_task, None
+        if task is not None:
+            task.cancel()
+        self._feed_started.set()  # release anyone waiting for a feed that will not start
+
+    async def _feed_ready(self) -> None:
+        await self._feed_started.wait()
+
+    async def _feed(self, started: asyncio.Event) -> None:
+        """Poll for other connections' notifications while anybody listens.
+
+        Subscribers wait for the first attempt to read the starting point; if it fails
+        (logged), they go ahead and the feed keeps retrying.
+        """
+        start: tuple[int, int] | None = None
+        while start is None:
+            try:
+                start = await self._feed_call(ops.feed_start)
+            except StoreClosedError:
+                return
+            except StoreError:
+                _log.exception("change_feed_start_failed", path=self._path)
+                started.set()
+                await asyncio.sleep(self._notify_interval)
+        started.set()
+        version, last_seq = start
+        while True:
+            await asyncio.sleep(self._notify_interval)
+            try:
+                version, last_seq, notes = await self._feed_call(
+                    ops.feed_poll, version, last_seq, self._origin
+                )
+            except StoreClosedError:
+                return
+            except StoreError:
+                _log.exception("change_feed_poll_failed", path=self._path)
+                continue
+            for note in notes:
+                self._hub.publish(note)
+
+    async def _feed_call(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Like ``_call`` but cancellable: a poll is a read, nothing to finish."""
+        db, conn = self._db, self._conn
+        if db is None or conn is None:
+            raise StoreClosedError(repr(self))
+        try:
+            result: _T = await _on_thread(db)(fn, conn, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _map_error(self._path, exc) from exc
+        except ValueError as exc:
+            raise StoreClosedError(repr(self)) from exc
+        return result
+
+
+def _on_thread(db: aiosqlite.Connection) -> Callable[..., Awaitable[Any]]:
+    """aiosqlite's "run this callable on the connection's thread" (see the module notes)."""
+    return cast("Callable[..., Awaitable[Any]]", db._execute)
+
+
+def _map_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """Translate a ``sqlite3`` error into runkon's error for the same problem."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    detail = str(exc) or name or type(exc).__name__
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return DatabaseLockedError(path, detail)
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM")):
+        return DatabaseReadOnlyError(path, detail)
+    if name.startswith("SQLITE_CANTOPEN") and not _writable(path):
+        return DatabaseReadOnlyError(path, detail)
+    return StoreBackendError(path, detail)
+
+
+def _writable(path: str) -> bool:
+    """Whether this process may write the database file and create files beside it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return False
+    return os.access(directory, os.W_OK)
