@@ -74,7 +74,8 @@ def test_invalid_case_hint(name: str, hint: str) -> None:
     path = INVALID_DIR / name
     with pytest.raises(DslSyntaxError) as info:
         runkon.load_workflow(path)
-    assert info.value.hint is not None and hint in info.value.hint, str(info.value)
+    assert info.value.hint is not None, str(info.value)
+    assert hint in info.value.hint, str(info.value)
     assert f"(hint: {info.value.hint})" in str(info.value)
 
 
@@ -87,6 +88,8 @@ def test_unknown_option_error_names_what_was_found() -> None:
 def test_mismatch_error_names_expected_and_found() -> None:
     with pytest.raises(DslSyntaxError) as info:
         runkon.load_workflow(INVALID_DIR / "file-missing-open-brace.wf")
-    assert info.value.expected is not None and "'{'" in info.value.expected
+    assert info.value.expected is not None
+    assert "'{'" in info.value.expected
     assert info.value.found == "identifier 'call'"
-    assert "expected" in info.value.problem and "found identifier 'call'" in info.value.problem
+    assert "expected" in info.value.problem
+    assert "found identifier 'call'" in info.value.problem

@@ -55,9 +55,7 @@ def test_semantic_case_reports_expected_issues(path: Path) -> None:
     expect = semantic_expectation(path)
     wf = runkon.load_workflow(path)
     assert wf.name == path.stem
-    report = runkon.validate_workflow(
-        wf, resolver=resolver(), **validation_kwargs(expect.params)
-    )
+    report = runkon.validate_workflow(wf, resolver=resolver(), **validation_kwargs(expect.params))
     assert len(report.errors) == len(expect.errors), _show(report.errors)
     for issue, wanted in zip(report.errors, expect.errors, strict=True):
         assert issue.severity == "error"
@@ -83,14 +81,16 @@ def test_undeclared_child_input_suggests_the_declared_one() -> None:
     path = SEMANTIC_DIR / "subworkflow-undeclared-input.wf"
     report = runkon.validate_workflow(runkon.load_workflow(path), resolver=resolver())
     (issue,) = report.errors
-    assert issue.hint is not None and "'channel'" in issue.hint
+    assert issue.hint is not None
+    assert "'channel'" in issue.hint
 
 
 def test_missing_boolean_input_hint_shows_the_declaration() -> None:
     path = SEMANTIC_DIR / "cond-undeclared-input.wf"
     report = runkon.validate_workflow(runkon.load_workflow(path), resolver=resolver())
     (issue,) = report.errors
-    assert issue.hint is not None and "`fast boolean`" in issue.hint
+    assert issue.hint is not None
+    assert "`fast boolean`" in issue.hint
     assert str(issue).endswith(f"(hint: {issue.hint})")
 
 
@@ -98,7 +98,8 @@ def test_foreach_missing_input_hint_mentions_item_fields() -> None:
     path = SEMANTIC_DIR / "foreach-child-missing-input.wf"
     report = runkon.validate_workflow(runkon.load_workflow(path), resolver=resolver())
     (issue,) = report.errors
-    assert issue.hint is not None and "{{item.id}}" in issue.hint
+    assert issue.hint is not None
+    assert "{{item.id}}" in issue.hint
 
 
 def test_syntax_error_in_child_is_reported_with_its_location() -> None:
@@ -146,13 +147,15 @@ def test_builtin_gate_types_need_no_registry_entry() -> None:
         }"""
     )
     report = runkon.validate_workflow(wf, gate_types=[])
-    assert report.errors == () and report.warnings == ()
+    assert report.errors == ()
+    assert report.warnings == ()
 
 
 def test_registered_custom_gate_type_is_fine() -> None:
     wf = runkon.load_workflow(SEMANTIC_DIR / "registry-gate-type-option.wf")
     report = runkon.validate_workflow(wf, gate_types=["slack_reaction"])
-    assert report.errors == () and report.warnings == ()
+    assert report.errors == ()
+    assert report.warnings == ()
 
 
 def test_item_providers_as_plain_names() -> None:
@@ -161,8 +164,7 @@ def test_item_providers_as_plain_names() -> None:
     assert report.errors == ()
     report = runkon.validate_workflow(wf, item_providers=["repos"])
     assert [issue.message for issue in report.errors] == [
-        "foreach 'per-repo': unknown provider 'repo'; no ItemProvider is registered under "
-        "this name"
+        "foreach 'per-repo': unknown provider 'repo'; no ItemProvider is registered under this name"
     ]
     assert report.errors[0].hint == "did you mean 'repos'?"
 
