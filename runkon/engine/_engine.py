@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -34,15 +35,18 @@ from runkon.engine._result import EngineShutdownError, RunHandle, WorkflowResult
 from runkon.engine._services import ChildRequest, EngineServices
 from runkon.engine._state import RunState, event
 from runkon.engine._summary import build_summary
-from runkon.errors import ExecutionError, LeaseLostError, StoreError
+from runkon.errors import ExecutionError, LeaseLostError, StoreError, UnknownGateError
 from runkon.events import EventBus, EventSink, LeaseLost, event_from_record
 from runkon.persistence import (
     EventRecord,
+    GateReceipt,
     NewRun,
     NotificationKind,
     RunRecord,
     RunStatus,
+    StepRole,
     Store,
+    WaitingGate,
 )
 
 _log = structlog.get_logger("runkon.engine")
@@ -145,8 +149,11 @@ class FlowEngine:
         )
         self.recovered: list[RunHandle] = []
         self._runs: dict[str, _ActiveRun] = {}
-        self._validated: dict[int, WorkflowDef] = {}
+        self._validated: dict[int, tuple[WorkflowDef, str]] = {}  # id -> (wf, its JSON)
         self._tg: TaskGroup | None = None
+        # Runs are plain asyncio tasks in an asyncio.TaskGroup: anyio's task handles carry
+        # an Event each, which 100,000 waiting runs would pay for.
+        self._run_tasks: asyncio.TaskGroup | None = None
         self._services_scope: anyio.CancelScope | None = None
         self._remove_listener: Any = None
         self._last_refresh = time.monotonic()
@@ -161,6 +168,8 @@ class FlowEngine:
         self._remove_listener = self.store.add_event_listener(self._on_events)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._run_tasks = asyncio.TaskGroup()
+        await self._run_tasks.__aenter__()
         self._services_scope = anyio.CancelScope()
         await self._tg.start(self._services)
         if self.recover:
@@ -182,12 +191,13 @@ class FlowEngine:
                     active.state.cancel_scope.cancel()
                     for scope in active.state.always_scopes:
                         scope.cancel()
-                while self._runs:
-                    await anyio.sleep(0.01)
+                if self._run_tasks is not None:
+                    await self._run_tasks.__aexit__(None, None, None)
                 if self._services_scope is not None:
                     self._services_scope.cancel()
         finally:
             try:
+                self._run_tasks = None
                 await self._tg.__aexit__(exc_type, exc, tb)
             finally:
                 self._tg = None
@@ -197,10 +207,10 @@ class FlowEngine:
                 if self.manage_store:
                     await self.store.__aexit__(exc_type, exc, tb)
 
-    def _check_open(self) -> TaskGroup:
-        if self._tg is None:
+    def _check_open(self) -> asyncio.TaskGroup:
+        if self._run_tasks is None:
             raise ExecutionError("the engine is not running; use it inside `async with engine:`")
-        return self._tg
+        return self._run_tasks
 
     async def _services(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         assert self._services_scope is not None and self._tg is not None
@@ -276,8 +286,13 @@ class FlowEngine:
 
     # ----------------------------------------------------------------- starting runs
 
+    def _snapshot(self, workflow: WorkflowDef) -> str | None:
+        """The validated workflow's JSON snapshot (shared by all its runs), or None."""
+        cached = self._validated.get(id(workflow))
+        return cached[1] if cached is not None and cached[0] is workflow else None
+
     def _validate(self, workflow: WorkflowDef) -> None:
-        if self._validated.get(id(workflow)) is workflow:
+        if self._snapshot(workflow) is not None:
             return
         services = self.services
         report = validate_workflow(
@@ -291,11 +306,13 @@ class FlowEngine:
         report.raise_for_errors(workflow.name)
         if len(self._validated) > 256:
             self._validated.clear()
-        self._validated[id(workflow)] = workflow
+        self._validated[id(workflow)] = (workflow, workflow.to_json())
 
-    async def _validate_async(self, workflow: WorkflowDef) -> None:
-        if self._validated.get(id(workflow)) is workflow:
-            return
+    async def _validate_async(self, workflow: WorkflowDef) -> str:
+        """Validate (once per workflow object) and return the definition snapshot."""
+        snapshot = self._snapshot(workflow)
+        if snapshot is not None:
+            return snapshot
         resolver = self.services.workflows
         if resolver is None or isinstance(resolver, InMemoryWorkflowResolver):
             self._validate(workflow)
@@ -303,6 +320,9 @@ class FlowEngine:
             await anyio.to_thread.run_sync(self._validate, workflow)
         else:
             self._validate(workflow)
+        snapshot = self._snapshot(workflow)
+        assert snapshot is not None
+        return snapshot
 
     async def start(
         self,
@@ -323,7 +343,7 @@ class FlowEngine:
             InputError: inputs are missing, undeclared or ill-typed.
         """
         tg = self._check_open()
-        await self._validate_async(workflow)
+        snapshot = await self._validate_async(workflow)
         values = apply_inputs(workflow, inputs)
         dry = self.dry_run if dry_run is None else dry_run
         run = await self.store.create_run(
@@ -331,7 +351,7 @@ class FlowEngine:
                 workflow_name=workflow.name,
                 dry_run=dry,
                 trigger=trigger,
-                definition_snapshot=workflow.to_json(),
+                definition_snapshot=snapshot,
                 inputs=values,
                 workflow_title=workflow.title,
             )
@@ -350,7 +370,7 @@ class FlowEngine:
         )
         handle = RunHandle(self, run.id, workflow.name)
         self._runs[run.id] = _ActiveRun(state, handle)
-        tg.start_soon(self._drive, run.id, name=f"runkon run {run.id}")
+        tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
 
     async def run(
@@ -389,7 +409,7 @@ class FlowEngine:
         state = await self._resume_state(run, depth=0)
         handle = RunHandle(self, run.id, state.workflow.name)
         self._runs[run.id] = _ActiveRun(state, handle)
-        tg.start_soon(self._drive, run.id, name=f"runkon run {run.id}")
+        tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
 
     async def _resume_state(self, run: RunRecord, depth: int) -> RunState:
@@ -651,6 +671,76 @@ class FlowEngine:
             active.state.cancel_reason = reason
             active.state.cancel_scope.cancel()
         return accepted
+
+    # ----------------------------------------------------------------- gates
+
+    async def waiting_gates(
+        self,
+        *,
+        run_id: str | None = None,
+        workflow_name: str | None = None,
+        gate_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[WaitingGate]:
+        """The inbox: every gate waiting for a decision (in any process using this store),
+        earliest deadline first, with prompt, options, deadline and approvals so far."""
+        gates: list[WaitingGate] = await self.store.list_waiting_gates(
+            run_id=run_id, workflow_name=workflow_name, gate_type=gate_type, limit=limit
+        )
+        return gates
+
+    async def _gate_step_id(self, run_id: str | None, gate: str) -> str:
+        """The step id of gate ``gate`` (a name or a step id) of ``run_id``: the waiting
+        one if any, else the latest one of that name."""
+        if run_id is None:
+            return gate
+        for waiting in await self.store.list_waiting_gates(run_id=run_id):
+            if gate in (waiting.gate_name, waiting.step_id):
+                return waiting.step_id
+        for step in reversed(await self.store.get_steps(run_id)):
+            if step.role == StepRole.GATE and gate in (step.step_name, step.id):
+                return step.id
+        raise UnknownGateError(run_id, gate)
+
+    async def approve_gate(
+        self,
+        run_id: str | None,
+        gate: str,
+        *,
+        by: str,
+        feedback: str | None = None,
+        selections: Sequence[str] | None = None,
+    ) -> GateReceipt:
+        """Approve a gate (by run and gate name, or ``run_id=None`` and its step id).
+
+        ``feedback`` reaches later steps as ``{{gate_feedback}}`` (a ``human_review``'s
+        answer); ``selections`` must be among the gate's options. With
+        ``min_approvals = N`` the gate passes at the N-th distinct approver. The decision
+        wakes the waiting run at once, in this process or another.
+
+        Returns:
+            The store's receipt: accepted, approval_recorded (quorum not yet met),
+            already_resolved (by whom, when), not_waiting or unknown.
+
+        Raises:
+            UnknownGateError: the run has no gate of that name.
+            InvalidSelectionError: a selection is not one of the gate's options.
+        """
+        step_id = await self._gate_step_id(run_id, gate)
+        receipt: GateReceipt = await self.store.approve_gate(
+            step_id, by=by, feedback=feedback, selections=selections
+        )
+        self.services.gates.wake(step_id)
+        return receipt
+
+    async def reject_gate(
+        self, run_id: str | None, gate: str, *, by: str, feedback: str | None = None
+    ) -> GateReceipt:
+        """Reject a gate; the waiting run fails at once (see :meth:`approve_gate`)."""
+        step_id = await self._gate_step_id(run_id, gate)
+        receipt: GateReceipt = await self.store.reject_gate(step_id, by=by, feedback=feedback)
+        self.services.gates.wake(step_id)
+        return receipt
 
     def active_runs(self) -> list[str]:
         """Ids of the runs this engine is driving now (children included)."""

@@ -7,6 +7,7 @@ change feed for other processes) wakes the waiter of a decided gate.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 
@@ -18,30 +19,36 @@ from runkon.persistence import GateRecord, StepStatus
 
 
 class GateWaiters:
-    """step id -> the event its waiting gate sleeps on."""
+    """step id -> the future its waiting gate sleeps on.
+
+    A bare asyncio future, not an ``anyio.Event``: with 100,000 gates waiting, the
+    event's deque of waiters would cost more than the rest of the gate together. runkon
+    runs on the asyncio backend (aiosqlite needs it).
+    """
 
     def __init__(self) -> None:
-        self._events: dict[str, anyio.Event] = {}
+        self._futures: dict[str, asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._futures)
 
-    def register(self, step_id: str) -> anyio.Event:
-        """A fresh event for ``step_id`` (register BEFORE reading the gate's state)."""
-        event = anyio.Event()
-        self._events[step_id] = event
-        return event
+    def register(self, step_id: str) -> asyncio.Future[None]:
+        """A fresh future for ``step_id`` (register BEFORE reading the gate's state)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._futures[step_id] = future
+        return future
 
-    def unregister(self, step_id: str, event: anyio.Event) -> None:
-        if self._events.get(step_id) is event:
-            del self._events[step_id]
+    def unregister(self, step_id: str, future: asyncio.Future[None]) -> None:
+        if self._futures.get(step_id) is future:
+            del self._futures[step_id]
 
     def wake(self, step_id: str) -> bool:
         """Wake the waiter of ``step_id``, if one waits here. Returns True if one did."""
-        event = self._events.pop(step_id, None)
-        if event is None:
+        future = self._futures.pop(step_id, None)
+        if future is None:
             return False
-        event.set()
+        if not future.done():
+            future.set_result(None)
         return True
 
 
@@ -65,26 +72,34 @@ async def wait_for_decision(
     store's compare-and-set; if a decision won that race, it stands.
     """
     store = state.services.store
-    waiters: GateWaiters = state.services.gates
     step_id = gate.step_id
     with anyio.move_on_after(seconds_until(gate.deadline_at)) as timer:
-        async with anyio.create_task_group() as tg:
-            if resolver is not None and request is not None:
+        if resolver is None or request is None:
+            gate = await _wait(state, step_id)
+        else:
+            async with anyio.create_task_group() as tg:
                 tg.start_soon(_run_resolver, state, resolver, request, name=f"resolver {step_id}")
-            while True:
-                wake = waiters.register(step_id)
-                try:
-                    gate = await store.get_gate(step_id)  # a decision may already be there
-                    if gate.status != StepStatus.WAITING:
-                        break
-                    await wake.wait()
-                finally:
-                    waiters.unregister(step_id, wake)
-            tg.cancel_scope.cancel()
+                gate = await _wait(state, step_id)
+                tg.cancel_scope.cancel()
     if timer.cancelled_caught:
         await store.time_out_gate(step_id, generation=state.generation)
         gate = await store.get_gate(step_id)
     return gate
+
+
+async def _wait(state: RunState, step_id: str) -> GateRecord:
+    """Sleep until the gate is no longer waiting; never miss a wake-up (register, then
+    check, then wait)."""
+    waiters: GateWaiters = state.services.gates
+    while True:
+        wake = waiters.register(step_id)
+        try:
+            gate: GateRecord = await state.services.store.get_gate(step_id)
+            if gate.status != StepStatus.WAITING:
+                return gate
+            await wake
+        finally:
+            waiters.unregister(step_id, wake)
 
 
 async def _run_resolver(state: RunState, resolver: GateResolver, request: GateRequest) -> None:

@@ -3,7 +3,6 @@ and ``on_fail``."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import anyio
@@ -143,17 +142,21 @@ async def _attempt(
         plugin_dirs=spec.plugin_dirs,
         max_turns=spec.max_turns,
     )
-    timeout = math.inf if spec.timeout is None else spec.timeout
+    timed_out = False
     try:
-        with anyio.move_on_after(timeout) as deadline:
+        if spec.timeout is None:
             output = await executor.execute(ctx, params)
+        else:
+            with anyio.move_on_after(spec.timeout) as deadline:
+                output = await executor.execute(ctx, params)
+            timed_out = deadline.cancelled_caught
     except anyio.get_cancelled_exc_class():
         await _cancel_hook(state, executor, step.id)
         raise
     except Exception as exc:
-        state.log.info("executor raised", step=label, attempt=attempt, error=str(exc))
+        state.log.debug("executor raised", step=label, attempt=attempt, error=str(exc))
         return Failure(describe_error(exc))
-    if deadline.cancelled_caught:
+    if timed_out:
         await _cancel_hook(state, executor, step.id)
         assert spec.timeout is not None
         return Failure(f"timed out after {format_duration(spec.timeout)}", timed_out=True)

@@ -59,8 +59,7 @@ async def run_gate_node(state: RunState, node: GateNode, path: str, iteration: i
     except ValueError as exc:
         await _fail_before_open(state, node, key, position, iteration, str(exc))
         return
-    variables = state.vars.snapshot()
-    prompt = None if node.prompt is None else substitute(node.prompt, variables)
+    prompt = None if node.prompt is None else substitute(node.prompt, state.vars.snapshot())
     deadline_at = datetime.now(UTC) + timedelta(seconds=node.timeout)
     gate = await state.store.open_gate(
         NewGate(

@@ -52,18 +52,19 @@ class RunHandle:
         self._engine = engine
         self.run_id = run_id
         self.workflow_name = workflow_name
-        self._done = anyio.Event()
+        self._done: anyio.Event | None = None  # created only if someone waits early
+        self._finished = False
         self._result: WorkflowResult | None = None
         self._error: BaseException | None = None
 
     def __repr__(self) -> str:
-        state = "done" if self._done.is_set() else "running"
+        state = "done" if self._finished else "running"
         return f"<RunHandle {self.run_id} {self.workflow_name!r} {state}>"
 
     @property
     def done(self) -> bool:
         """True once the run stopped (finished, or stopped by shutdown or lease loss)."""
-        return self._done.is_set()
+        return self._finished
 
     async def result(self, *, timeout: float | None = None) -> WorkflowResult:
         """Wait for the run to finish and return its result.
@@ -74,8 +75,11 @@ class RunHandle:
             ExecutionError: the engine shut down before the run finished (resume it
                 later with ``engine.resume(run_id)``).
         """
-        with anyio.fail_after(math.inf if timeout is None else timeout):
-            await self._done.wait()
+        if not self._finished:
+            if self._done is None:
+                self._done = anyio.Event()
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                await self._done.wait()
         if self._error is not None:
             raise self._error
         assert self._result is not None
@@ -88,7 +92,9 @@ class RunHandle:
     def _finish(self, result: WorkflowResult | None, error: BaseException | None) -> None:
         self._result = result
         self._error = error
-        self._done.set()
+        self._finished = True
+        if self._done is not None:
+            self._done.set()
 
 
 class EngineShutdownError(ExecutionError):

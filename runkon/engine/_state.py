@@ -143,9 +143,16 @@ class RunState:
             workflow_name=self.workflow.name,
             dry_run=self.dry_run,
         )
-        self.log = structlog.get_logger("runkon.engine").bind(
-            run_id=self.run.id, workflow=self.workflow.name
-        )
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to this run (created on first use)."""
+        if self._log is None:
+            self._log = structlog.get_logger("runkon.engine").bind(
+                run_id=self.run.id, workflow=self.workflow.name
+            )
+        return self._log
 
     @property
     def run_id(self) -> str:

@@ -112,6 +112,7 @@ class Subscription:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+        self._receive.close()
 
     def __aiter__(self) -> AsyncIterator[EngineEvent]:
         return self
@@ -120,6 +121,7 @@ class Subscription:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
             raise StopAsyncIteration from None
 
     async def receive(self, *, timeout: float | None = None) -> EngineEvent | None:
@@ -128,11 +130,13 @@ class Subscription:
             try:
                 return await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
+                self._receive.close()
                 return None
         return None
 
     def close(self) -> None:
-        """Unsubscribe; iteration ends after the events already buffered."""
+        """Unsubscribe; iteration ends after the events already buffered (leaving the
+        ``async with`` block also drops those)."""
         self._bus._remove(self)
         self._send.close()
 
@@ -274,6 +278,8 @@ class EventBus:
         for feed in self._sink_feeds:
             feed.close()
         self._sink_feeds.clear()
+        for subscription in (*self._everything, *(s for subs in self._by_run.values() for s in subs)):
+            subscription.close()
 
 
 async def _feed_sink(sink: EventSink, feed: Subscription) -> None:

@@ -1,0 +1,118 @@
+"""The event bus: fan-out, filtering, the slow-subscriber policy, sinks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+
+from runkon.events import (
+    EventBus,
+    EventsDropped,
+    RunStarted,
+    StepCompleted,
+    StructlogSink,
+    event_from_record,
+    event_payload,
+)
+
+
+def started(run_id: str, seq: int) -> RunStarted:
+    return RunStarted(run_id=run_id, seq=seq, timestamp=datetime.now(UTC), workflow_name="w")
+
+
+def completed(run_id: str, seq: int) -> StepCompleted:
+    return StepCompleted(run_id=run_id, seq=seq, timestamp=datetime.now(UTC), step_name="s")
+
+
+async def test_subscribers_get_only_their_run_and_types() -> None:
+    bus = EventBus()
+    async with (
+        bus.subscribe(run_id="r1") as run_one,
+        bus.subscribe(types={"step_completed"}) as steps,
+        bus.subscribe() as everything,
+    ):
+        for event in (started("r1", 1), completed("r1", 2), started("r2", 1)):
+            bus.publish(event)
+        run_one.close()
+        steps.close()
+        everything.close()
+        assert [(e.run_id, e.seq) for e in [e async for e in run_one]] == [("r1", 1), ("r1", 2)]
+        assert [e.type for e in [e async for e in steps]] == ["step_completed"]
+        assert len([e async for e in everything]) == 3
+
+
+async def test_slow_subscriber_drops_counts_and_marks_the_gap() -> None:
+    bus = EventBus(max_buffer=2)
+    async with bus.subscribe(run_id="r") as slow:
+        for seq in range(1, 7):
+            bus.publish(started("r", seq))  # never blocks, although nobody reads
+        assert slow.dropped == 4
+        assert bus.dropped_events == 4
+        first = await slow.receive(timeout=1)
+        second = await slow.receive(timeout=1)
+        assert first is not None and second is not None
+        assert (first.seq, second.seq) == (1, 2)
+        bus.publish(started("r", 7))
+        marker = await slow.receive(timeout=1)
+        assert isinstance(marker, EventsDropped)
+        assert (marker.count, marker.first_seq, marker.last_seq) == (4, 3, 6)
+        after = await slow.receive(timeout=1)
+        assert after is not None and after.seq == 7  # live events resume after the marker
+
+
+async def test_disconnect_policy_closes_a_subscriber_that_falls_behind() -> None:
+    bus = EventBus(max_buffer=1, policy="disconnect")
+    async with bus.subscribe() as sub:
+        bus.publish(started("r", 1))
+        bus.publish(started("r", 2))
+        assert sub.disconnected
+        assert [e.seq async for e in sub] == [1]
+        assert bus.subscriber_count == 0
+
+
+async def test_publish_with_a_full_subscriber_does_not_block() -> None:
+    bus = EventBus(max_buffer=1)
+    async with bus.subscribe():
+        with anyio.fail_after(1):
+            for seq in range(10_000):
+                bus.publish(started("r", seq))
+
+
+async def test_a_failing_sink_is_logged_and_keeps_receiving() -> None:
+    received: list[int] = []
+
+    class Flaky:
+        async def emit(self, event: RunStarted) -> None:  # type: ignore[override]
+            received.append(event.seq)
+            if event.seq == 1:
+                raise RuntimeError("boom")
+
+    bus = EventBus([Flaky()])
+    async with anyio.create_task_group() as tg:
+        await bus.start(tg)
+        bus.publish(started("r", 1))
+        bus.publish(started("r", 2))
+        with anyio.fail_after(2):
+            while len(received) < 2:
+                await anyio.sleep(0.01)
+        bus.stop()
+    assert received == [1, 2]
+
+
+async def test_structlog_sink_logs_type_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    await StructlogSink().emit(completed("r9", 4))
+    line = capsys.readouterr().out
+    assert "step_completed" in line and "run_id=r9" in line and "step_name=s" in line
+
+
+def test_stored_parts_round_trip_to_typed_events() -> None:
+    event = completed("r", 3)
+    rebuilt = event_from_record("r", 3, "step_completed", event.timestamp, event_payload(event))
+    assert rebuilt == event
+
+
+def test_unknown_event_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not match any of the expected tags"):
+        event_from_record("r", 1, "nonsense", datetime.now(UTC), {})
