@@ -9,12 +9,13 @@ cases/valid."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 import runkon
-from runkon.dsl import ValidationIssue
+from runkon.dsl import InMemoryWorkflowResolver, ValidationIssue
 
 from ._corpus import (
     SEMANTIC_DIR,
@@ -174,3 +175,25 @@ def test_unordered_foreach_needs_no_ordering_support() -> None:
     fixed = wf.model_copy(update={"body": (wf.body[0].model_copy(update={"ordered": False}),)})
     kwargs = validation_kwargs({"item_providers": {"repos": {"ordered": False}}})
     assert runkon.validate_workflow(fixed, **kwargs).errors == ()
+
+
+def test_cycle_search_scales_with_workflows_not_paths() -> None:
+    """A library of 13 workflows per level, each calling all 13 of the next level, five
+    levels deep (66 workflows, legal depth, no cycle). Checking cycles and depth must
+    visit workflows, not every one of the 13**5 = 371,293 call paths."""
+    width, levels = 13, 5
+    workflows = []
+    for level in range(levels):
+        for i in range(width):
+            if level == levels - 1:
+                body = "call leaf"
+            else:
+                body = " ".join(f"call workflow l{level + 1}-{j}" for j in range(width))
+            workflows.append(runkon.parse_workflow(f"workflow l{level}-{i} {{ {body} }}"))
+    calls = " ".join(f"call workflow l0-{j}" for j in range(width))
+    root = runkon.parse_workflow(f"workflow root {{ {calls} }}")
+    start = time.perf_counter()
+    report = runkon.validate_workflow(root, resolver=InMemoryWorkflowResolver(workflows))
+    elapsed = time.perf_counter() - start
+    assert report.errors == ()
+    assert elapsed < 1.5, f"validation took {elapsed:.1f}s"
