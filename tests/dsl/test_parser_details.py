@@ -138,6 +138,7 @@ def test_largest_u32_is_accepted() -> None:
 def test_too_large_loop_bound_names_the_real_limit() -> None:
     """4294967296 is too LARGE: the message must not claim it is below the minimum."""
     err = error("workflow w { call a while a.b { max_iterations = 4294967296 call a } }")
+    assert (err.line, err.col) == (1, 50)
     assert "at least" not in err.problem, err.problem
     assert "4294967295" in err.problem or "too large" in err.problem, err.problem
 
