@@ -13,12 +13,16 @@ import pytest
 
 import runkon
 from runkon.dsl import (
+    AgentRef,
     CallNode,
+    CallWorkflowNode,
     DoWhileNode,
+    ForEachNode,
     GateNode,
     IfNode,
     ParallelNode,
     ScriptNode,
+    UnlessNode,
     WorkflowDef,
 )
 
@@ -639,6 +643,7 @@ def test_node_locations_point_at_the_keyword() -> None:
     detect, unless_fast, plan, qgate, loop, human, per_repo, notify = wf.body
     assert (detect.line, detect.col) == (17, 3)
     assert (unless_fast.line, unless_fast.col) == (24, 3)
+    assert isinstance(unless_fast, UnlessNode)
     par = unless_fast.body[0]
     assert isinstance(par, ParallelNode)
     assert (par.line, par.col) == (25, 5)
@@ -699,11 +704,12 @@ def test_reference_defaults_spelled_out() -> None:
     assert quiet.env == {}
     assert quiet.timeout is None
     each = wf.body[11]
+    assert isinstance(each, ForEachNode)
     assert each.ordered is False
     assert each.on_cycle == "fail"
     assert each.on_child_fail == "continue"
     assert each.scope is None
-    assert each.step_key == "foreach:each"  # type: ignore[union-attr]
+    assert each.step_key == "foreach:each"
 
 
 def test_required_input_with_default_stays_required() -> None:
@@ -730,8 +736,8 @@ def test_repeated_step_names_are_kept_in_order() -> None:
             names.append(f"gate:{node.name}")
         elif isinstance(node, ScriptNode):
             names.append(f"script:{node.name}")
-        elif node.type == "call_workflow":
-            names.append(f"workflow:{node.workflow}")  # type: ignore[union-attr]
+        elif isinstance(node, CallWorkflowNode):
+            names.append(f"workflow:{node.workflow}")
     assert names == [
         "ticket-reader",
         "plan",
@@ -763,10 +769,11 @@ def test_path_agent_step_key_is_file_stem() -> None:
     assert isinstance(plan, CallNode)
     assert plan.on_fail is not None
     assert plan.on_fail != "continue"
-    assert plan.on_fail.kind == "path"  # type: ignore[union-attr]
+    assert isinstance(plan.on_fail, AgentRef)
+    assert plan.on_fail.kind == "path"
     implement_again = wf.body[5].body[0]  # type: ignore[union-attr]
     assert isinstance(implement_again, CallNode)
-    assert implement_again.on_fail == runkon.dsl.AgentRef(kind="name", value="debugger")
+    assert implement_again.on_fail == AgentRef(kind="name", value="debugger")
 
 
 def test_do_while_vs_do_followed_by_while() -> None:

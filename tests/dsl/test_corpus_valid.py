@@ -230,7 +230,7 @@ def test_corpus_covers_every_node_kind_and_form() -> None:
     kinds: set[str] = set()
     gate_types: set[str] = set()
     option_forms: set[type] = set()
-    conditions: set[type] = set()
+    conditions: set[tuple[str, type]] = set()
     agent_kinds: set[tuple[str, str]] = set()
     for wf in load_all():
         for node in wf.walk():
@@ -240,7 +240,7 @@ def test_corpus_covers_every_node_kind_and_form() -> None:
                 if node.options is not None:
                     option_forms.add(type(node.options))
             if isinstance(node, IfNode | UnlessNode):
-                conditions.add((node.type, type(node.condition)))  # type: ignore[arg-type]
+                conditions.add((node.type, type(node.condition)))
             if isinstance(node, CallNode):
                 agent_kinds.add(("call", node.agent.kind))
                 if node.on_fail is not None and node.on_fail != "continue":

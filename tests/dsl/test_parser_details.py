@@ -16,8 +16,10 @@ from runkon.dsl import (
     CallNode,
     DirectoryWorkflowResolver,
     GateNode,
+    IfNode,
     InMemoryWorkflowResolver,
     ScriptNode,
+    StepMarkerCondition,
     format_duration,
     parse_duration,
 )
@@ -123,7 +125,10 @@ def test_string_escapes(escaped: str, value: str) -> None:
 def test_identifiers_may_contain_hyphens_and_underscores() -> None:
     wf = parse("workflow my-flow_v2 { call review-pr_2 if review-pr_2.has_code-changes { } }")
     assert wf.name == "my-flow_v2"
-    cond = wf.body[1].condition  # type: ignore[union-attr]
+    node = wf.body[1]
+    assert isinstance(node, IfNode)
+    cond = node.condition
+    assert isinstance(cond, StepMarkerCondition)
     assert (cond.step, cond.marker) == ("review-pr_2", "has_code-changes")
 
 
