@@ -75,9 +75,10 @@ FAIL = Reply(error="boom")
 FOREVER = Reply(delay=math.inf)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Call:
-    """One execution the recorder received, with everything it was given."""
+    """One execution the recorder received, with everything it was given (compared by
+    identity: each execution is a distinct event)."""
 
     name: str
     step_key: str
@@ -120,6 +121,7 @@ class Recorder:
         self.finished: list[Call] = []
         self.interrupted: list[Call] = []
         self.cancel_requests: list[str] = []
+        self.timeline: list[tuple[str, Call]] = []  # ("start" | "end", call), in order
         self.active: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
         self.peak_total = 0
@@ -202,6 +204,7 @@ class Recorder:
         )
         reply = self._reply(params.name, ctx.attempt)
         self.calls.append(call)
+        self.timeline.append(("start", call))
         self.active[params.name] += 1
         self.peak[params.name] = max(self.peak[params.name], self.active[params.name])
         self.peak_total = max(self.peak_total, sum(self.active.values()))
@@ -218,6 +221,7 @@ class Recorder:
             raise
         finally:
             self.active[params.name] -= 1
+            self.timeline.append(("end", call))
             self._notify()
         if reply.error is not None:
             if isinstance(reply.error, BaseException):
