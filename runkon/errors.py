@@ -280,8 +280,8 @@ class InvalidTransitionError(StoreError):
     def __init__(self, entity: str, entity_id: str, *, current: str, requested: str) -> None:
         self.entity = entity
         self.entity_id = entity_id
-        self.current = current
-        self.requested = requested
+        self.current = current = str(current)  # plain text, also for status enums
+        self.requested = requested = str(requested)
         if current == "cancelling":
             why = "a cancellation was requested, so it may only finish"
         else:

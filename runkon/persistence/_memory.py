@@ -7,7 +7,7 @@ are immutable and indexed by id in dicts; a write replaces the record it changes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -87,6 +87,7 @@ class InMemoryStore:
         self._steps: dict[str, StepRecord] = {}
         self._run_steps: dict[str, list[str]] = {}
         self._gates: dict[str, _GateState] = {}
+        self._waiting_gates: dict[str, set[str]] = {}  # run id -> its waiting gate steps
         self._items: dict[str, FanOutItemRecord] = {}
         self._step_items: dict[str, dict[tuple[str, str], str]] = {}
         self._events: dict[str, list[EventRecord]] = {}
@@ -196,6 +197,7 @@ class InMemoryStore:
         staged = self._stage_events(run.id, events, now)
         self._runs[run.id] = run
         self._run_steps[run.id] = []
+        self._waiting_gates[run.id] = set()
         self._commit(staged)
         return run
 
@@ -233,7 +235,7 @@ class InMemoryStore:
         generation: int,
         result_summary: str | None = None,
         error: str | None = None,
-        blocked_on: dict[str, Any] | None = None,
+        blocked_on: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
     ) -> RunRecord:
         """Set the run's status, fenced (see ``Store.set_run_status``)."""
@@ -345,16 +347,19 @@ class InMemoryStore:
         self, new_step: NewStep, *, generation: int, events: Sequence[NewEvent] = ()
     ) -> StepRecord:
         """Record a new step, fenced (see ``Store.insert_step``)."""
-        self._check_open()
+        if not self._open:
+            raise StoreClosedError("InMemoryStore")
         now = utc_now()
         step = rules.new_step_record(new_step, new_ulid(), now)
         self._fenced_run(step.run_id, generation)
-        staged = self._stage_events(step.run_id, events, now) if events else []
+        staged = self._stage_events(step.run_id, events, now) if events else None
         self._steps[step.id] = step
         self._run_steps[step.run_id].append(step.id)
         if step.role is StepRole.GATE:
             self._gates[step.id] = _GateState("", None, (), 1, None)
-        self._commit(staged)
+            self._track_waiting(step)
+        if staged:
+            self._commit(staged)
         return step
 
     async def update_step(
@@ -366,15 +371,26 @@ class InMemoryStore:
         events: Sequence[NewEvent] = (),
     ) -> StepRecord:
         """Change a step, fenced; a terminal step is never changed."""
-        self._check_open()
+        if not self._open:
+            raise StoreClosedError("InMemoryStore")
         step = self._step(step_id)
         self._fenced_run(step.run_id, generation)
         now = utc_now()
         updated = rules.apply_step_update(step, update, now)
-        staged = self._stage_events(step.run_id, events, now) if events else []
+        staged = self._stage_events(step.run_id, events, now) if events else None
         self._steps[step_id] = updated
-        self._commit(staged)
+        if updated.role is StepRole.GATE:
+            self._track_waiting(updated)
+        if staged:
+            self._commit(staged)
         return updated
+
+    def _track_waiting(self, step: StepRecord) -> None:
+        """Keep the run's set of waiting gate steps in line with ``step``'s status."""
+        if step.status is StepStatus.WAITING:
+            self._waiting_gates[step.run_id].add(step.id)
+        else:
+            self._waiting_gates[step.run_id].discard(step.id)
 
     async def get_step(self, step_id: str) -> StepRecord:
         """Return the step (see ``Store.get_step``)."""
@@ -491,7 +507,7 @@ class InMemoryStore:
         self._check_open()
         options = rules.check_gate_options(new_gate)
         run = self._fenced_run(new_gate.run_id, generation)
-        rules.check_run_transition(run.id, run.status, RunStatus.WAITING)
+        rules.check_run_not_finished(run.id, run.status, RunStatus.WAITING)
         now = utc_now()
         step = StepRecord(
             id=new_ulid(),
@@ -527,6 +543,7 @@ class InMemoryStore:
         self._steps[step.id] = step
         self._run_steps[run.id].append(step.id)
         self._gates[step.id] = gate
+        self._track_waiting(step)
         if run.status is not RunStatus.CANCELLING:
             self._runs[run.id] = replace(
                 run,
@@ -641,21 +658,19 @@ class InMemoryStore:
             step.step_name, step.id, decision, by, feedback, selections
         )
         staged = self._stage_events(step.run_id, [event], now)
-        self._steps[step.id] = replace(
+        decided = replace(
             step,
             status=rules.STATUS_BY_DECISION[decision],
             ended_at=now,
             gate_feedback=feedback,
         )
+        self._steps[step.id] = decided
+        self._track_waiting(decided)
         gate.decided_by, gate.decided_at, gate.selections = by, now, selections
         if approvals is not None:
             gate.approvals = approvals
         run = self._runs[step.run_id]
-        other_waiting = any(
-            self._steps[other].status is StepStatus.WAITING and other in self._gates
-            for other in self._run_steps[run.id]
-        )
-        next_status = rules.resolved_run_status(run.status, other_waiting)
+        next_status = rules.resolved_run_status(run.status, bool(self._waiting_gates[run.id]))
         if next_status is not None:
             self._runs[run.id] = replace(run, status=next_status, blocked_on=None)
         note = Notification(NotificationKind.GATE_DECIDED, run.id, step.id, now, decision)

@@ -78,6 +78,7 @@ class Subscription:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self.aclose()  # an exhausted stream cleans up after itself
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:

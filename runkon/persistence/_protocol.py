@@ -25,10 +25,10 @@ hold for every method:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from runkon.persistence._records import (
     EventRecord,
@@ -140,7 +140,7 @@ class Store(Protocol):
         generation: int,
         result_summary: str | None = None,
         error: str | None = None,
-        blocked_on: dict[str, object] | None = None,
+        blocked_on: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
     ) -> RunRecord:
         """Set a run's status (fenced) and return the updated run.

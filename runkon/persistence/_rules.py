@@ -175,6 +175,16 @@ def check_run_transition(run_id: str, current: RunStatus, requested: RunStatus) 
         raise InvalidTransitionError("run", run_id, current=current, requested=requested)
 
 
+def check_run_not_finished(run_id: str, current: RunStatus, requested: RunStatus) -> None:
+    """Refuse any write that would change a terminal run.
+
+    Raises:
+        InvalidTransitionError: the run is terminal.
+    """
+    if current in TERMINAL_RUN_STATUSES:
+        raise InvalidTransitionError("run", run_id, current=current, requested=requested)
+
+
 def check_step_writable(step_id: str, current: StepStatus, requested: StepStatus) -> None:
     """Refuse changing a terminal step.
 

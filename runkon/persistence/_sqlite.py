@@ -2,20 +2,18 @@
 
 Design notes:
 
-- **One hop per call.** Every store call is one function of :mod:`._sqlite_ops` run on
-  aiosqlite's per-connection worker thread. aiosqlite's public API costs a thread hop
-  per statement (about 140 µs on the benchmark machine), which would cap a fenced
-  write at a few hundred per second; a whole transaction per hop meets the targets.
-  The hook is aiosqlite's ``Connection._execute`` (what its own methods call).
-- **Writes are not abandoned.** A call is shielded from cancellation while its
-  transaction runs, so a committed write always reaches its event listeners and
-  notification subscribers; the caller sees the cancellation right after.
+- **One transaction per call.** Every store call is one function of :mod:`._sqlite_ops`,
+  run inline when the database lock is free and on aiosqlite's worker thread when it is
+  not (see :mod:`._sqlite_conn` for why and how).
+- **Writes are not abandoned.** A call on the worker is shielded from cancellation, so a
+  committed write always reaches its event listeners and notification subscribers; the
+  caller sees the cancellation right after.
 - **Change feed.** While anybody listens to :meth:`SqliteStore.notifications`, one task
   per store polls every ``notify_interval``: ``PRAGMA data_version`` first (it changes
   only when another connection commits), then one read of ``runkon_notifications`` for
   rows after the last one seen. Rows this store wrote itself are skipped (they were
   delivered at commit).
-- **Errors.** ``sqlite3`` errors are mapped at this boundary: busy or locked ->
+- **Errors.** ``sqlite3`` errors are mapped at the boundary: busy or locked ->
   :class:`DatabaseLockedError`, read-only -> :class:`DatabaseReadOnlyError`, anything
   else -> :class:`StoreBackendError`; the original is chained as ``__cause__``.
 
@@ -25,24 +23,17 @@ The store is asyncio-only, as aiosqlite is.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-import aiosqlite
-import anyio
 import structlog
 
-from runkon.errors import (
-    DatabaseLockedError,
-    DatabaseReadOnlyError,
-    StoreBackendError,
-    StoreClosedError,
-    StoreError,
-)
+from runkon.errors import StoreClosedError, StoreError
 from runkon.persistence import _sqlite_ops as ops
 from runkon.persistence._ids import new_ulid
 from runkon.persistence._notify import NotificationHub, Subscription, call_listeners
@@ -67,6 +58,7 @@ from runkon.persistence._records import (
     WaitingGate,
 )
 from runkon.persistence._rules import STARTABLE_STEP_STATUSES
+from runkon.persistence._sqlite_conn import Connections
 from runkon.persistence._time import truncate_ms, utc_now
 
 __all__ = ["SqliteStore"]
@@ -103,8 +95,7 @@ class SqliteStore:
         self._path = os.fspath(path)
         self._busy_timeout = busy_timeout
         self._notify_interval = notify_interval
-        self._db: aiosqlite.Connection | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conns = Connections(self._path, busy_timeout, repr(self))
         self._origin = new_ulid()
         self._listeners: list[EventListener] = []
         self._hub = NotificationHub(on_active=self._feed_active, ready=self._feed_ready)
@@ -122,25 +113,9 @@ class SqliteStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
-        if self._db is not None:
+        if self._conns.is_open:
             raise RuntimeError(f"{self!r} is already open")
-        try:
-            db = await aiosqlite.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                cached_statements=256,
-            )
-        except sqlite3.Error as exc:
-            raise _map_error(self._path, exc) from exc
-        try:
-            self._db, self._conn = db, db._conn
-            await self._call(ops.prepare, int(self._busy_timeout * 1000), self._path)
-        except BaseException:
-            self._db = self._conn = None
-            with anyio.CancelScope(shield=True):
-                await db.close()
-            raise
+        await self._conns.open(functools.partial(ops.prepare, path=self._path))
         return self
 
     async def __aexit__(
@@ -152,17 +127,10 @@ class SqliteStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the store: notification streams end, the connection closes."""
-        db, self._db = self._db, None
-        self._conn = None
+        """Close the store: notification streams end, the connections close."""
         self._hub.close()
         self._stop_feed()
-        if db is not None:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await db.close()
-                except sqlite3.Error as exc:
-                    raise _map_error(self._path, exc) from exc
+        await self._conns.close()
 
     async def _call(
         self,
@@ -170,20 +138,8 @@ class SqliteStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Run ``fn(connection, ...)`` on the connection's thread; map backend errors."""
-        db, conn = self._db, self._conn
-        if db is None or conn is None:
-            raise StoreClosedError(repr(self))
-        try:
-            with anyio.CancelScope(shield=True):
-                result: _T = await _on_thread(db)(fn, conn, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise _map_error(self._path, exc) from exc
-        except ValueError as exc:
-            if self._db is None:  # aiosqlite's "Connection closed": aclose() ran meanwhile
-                raise StoreClosedError(repr(self)) from exc
-            raise
-        return result
+        """Run a read (or a lease write, which has nothing to hand out)."""
+        return await self._conns.run(fn, *args, **kwargs)
 
     async def _write(
         self,
@@ -192,7 +148,8 @@ class SqliteStore:
         **kwargs: _P.kwargs,
     ) -> _T:
         """Run a write and hand its events and notifications out after the commit."""
-        committed = await self._call(fn, *args, **kwargs)
+        committed = await self._conns.run(fn, *args, **kwargs)
+        self._conns.count_write()
         if committed.events:
             call_listeners(self._listeners, committed.events)
         for note in committed.notes:
@@ -229,7 +186,7 @@ class SqliteStore:
         generation: int,
         result_summary: str | None = None,
         error: str | None = None,
-        blocked_on: dict[str, Any] | None = None,
+        blocked_on: Mapping[str, Any] | None = None,
         events: Sequence[NewEvent] = (),
     ) -> RunRecord:
         """Set the run's status, fenced (see ``Store.set_run_status``)."""
@@ -410,7 +367,7 @@ class SqliteStore:
 
     def notifications(self) -> Subscription:
         """Subscribe to notifications: this store's at commit, others' via the change feed."""
-        if self._db is None:
+        if not self._conns.is_open:
             raise StoreClosedError(repr(self))
         return self._hub.subscribe()
 
@@ -441,7 +398,7 @@ class SqliteStore:
         start: tuple[int, int] | None = None
         while start is None:
             try:
-                start = await self._feed_call(ops.feed_start)
+                start = await self._conns.poll_on_worker(ops.feed_start)
             except StoreClosedError:
                 return
             except StoreError:
@@ -453,7 +410,7 @@ class SqliteStore:
         while True:
             await asyncio.sleep(self._notify_interval)
             try:
-                version, last_seq, notes = await self._feed_call(
+                version, last_seq, notes = await self._conns.poll_on_worker(
                     ops.feed_poll, version, last_seq, self._origin
                 )
             except StoreClosedError:
@@ -463,47 +420,3 @@ class SqliteStore:
                 continue
             for note in notes:
                 self._hub.publish(note)
-
-    async def _feed_call(
-        self,
-        fn: Callable[Concatenate[sqlite3.Connection, _P], _T],
-        *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> _T:
-        """Like ``_call`` but cancellable: a poll is a read, nothing to finish."""
-        db, conn = self._db, self._conn
-        if db is None or conn is None:
-            raise StoreClosedError(repr(self))
-        try:
-            result: _T = await _on_thread(db)(fn, conn, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise _map_error(self._path, exc) from exc
-        except ValueError as exc:
-            raise StoreClosedError(repr(self)) from exc
-        return result
-
-
-def _on_thread(db: aiosqlite.Connection) -> Callable[..., Awaitable[Any]]:
-    """aiosqlite's "run this callable on the connection's thread" (see the module notes)."""
-    return cast("Callable[..., Awaitable[Any]]", db._execute)
-
-
-def _map_error(path: str, exc: sqlite3.Error) -> StoreError:
-    """Translate a ``sqlite3`` error into runkon's error for the same problem."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    detail = str(exc) or name or type(exc).__name__
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return DatabaseLockedError(path, detail)
-    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM")):
-        return DatabaseReadOnlyError(path, detail)
-    if name.startswith("SQLITE_CANTOPEN") and not _writable(path):
-        return DatabaseReadOnlyError(path, detail)
-    return StoreBackendError(path, detail)
-
-
-def _writable(path: str) -> bool:
-    """Whether this process may write the database file and create files beside it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        return False
-    return os.access(directory, os.W_OK)

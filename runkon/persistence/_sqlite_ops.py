@@ -13,7 +13,7 @@ notifications to hand out after the commit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -189,17 +189,15 @@ def _run_exists(conn: sqlite3.Connection, run_id: str) -> None:
 # --------------------------------------------------------------------------- opening
 
 
-def prepare(conn: sqlite3.Connection, busy_timeout_ms: int, path: str) -> None:
-    """Configure the connection and bring the schema up to date.
+def prepare(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the schema up to date: canonical tables if missing, then runkon's migrations.
 
     A database already at the latest version is only read, so a read-only file still
     opens (its first write is refused).
+
+    Raises:
+        SchemaVersionError: the database was migrated by a newer runkon.
     """
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
     if _schema_version(conn) == LATEST_VERSION:
         return
     with _write(conn):
@@ -333,7 +331,7 @@ def set_run_status(
     generation: int,
     result_summary: str | None,
     error: str | None,
-    blocked_on: dict[str, Any] | None,
+    blocked_on: Mapping[str, Any] | None,
     events: Sequence[NewEvent],
 ) -> Committed[RunRecord]:
     """Change a run's status, fenced; a terminal run is never changed."""
@@ -734,7 +732,7 @@ def open_gate(
     deadline_text = None if new_gate.deadline_at is None else format_ts(new_gate.deadline_at)
     with _write(conn):
         run = _fence(conn, new_gate.run_id, generation)
-        rules.check_run_transition(new_gate.run_id, RunStatus(run["status"]), RunStatus.WAITING)
+        rules.check_run_not_finished(new_gate.run_id, RunStatus(run["status"]), RunStatus.WAITING)
         conn.execute(
             "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, status, "
             "position, iteration, started_at, resume_key, kind, gate_type, gate_prompt, "
