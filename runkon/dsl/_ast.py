@@ -12,6 +12,7 @@ starts in the source (``line``, ``col``) so validation can point at it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
@@ -141,8 +142,7 @@ class AgentRef(_Model):
         (``".claude/agents/plan.md"`` → ``plan``)."""
         if self.kind == "name":
             return self.value
-        stem = self.value.rsplit("/", 1)[-1]
-        return stem.split(".", 1)[0] if "." in stem[1:] else stem
+        return PurePosixPath(self.value.replace("\\", "/")).stem
 
 
 OnFail: TypeAlias = Literal["continue"] | AgentRef

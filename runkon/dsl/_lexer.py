@@ -118,7 +118,8 @@ def _bad_character(text: str, offset: int, source_map: SourceMap) -> DslSyntaxEr
     char = text[offset]
     if char == '"':
         rest = text[offset + 1 :]
-        if rest.endswith("\\") and rest.count("\\") % 2 == 1:
+        trailing = len(rest) - len(rest.rstrip("\\"))
+        if trailing % 2 == 1:
             problem = "unterminated string escape: the file ends right after a backslash"
         else:
             problem = "unterminated string: no closing '\"' before the end of the file"

@@ -9,6 +9,7 @@ every error points at the offending key or value.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from runkon.dsl._lexer import INT, STRING, SourceMap
 from runkon.errors import DslSyntaxError
 
 MAX_INT = 2**32 - 1
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 DOTTED = "dotted"  # scalar kind of a bare `step.field` reference
 
 
@@ -177,6 +179,15 @@ class OptionSet:
         value = self._scalar(key, "a string")
         return None if value is None else value.text
 
+    def name(self, key: str) -> str | None:
+        """A step, provider or workflow name: letters, digits, ``_`` and ``-``."""
+        value = self._scalar(key, "a name")
+        if value is None:
+            return None
+        if not _NAME_RE.fullmatch(value.text):
+            raise self.value_error(value, key, "a name (letters, digits, '_' and '-')")
+        return value.text
+
     def integer(self, key: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int | None:
         """A whole number (``3`` or ``"3"``) within ``minimum..maximum``."""
         value = self._scalar(key, "a whole number")
@@ -186,10 +197,12 @@ class OptionSet:
             raise self.value_error(value, key, "a whole number")
         number = int(value.text)
         if not minimum <= number <= maximum:
-            if maximum == MAX_INT:
-                span = f"at least {minimum}"
-            else:
+            if maximum != MAX_INT:
                 span = f"between {minimum} and {maximum}"
+            elif number > maximum:
+                span = f"at most {maximum}"
+            else:
+                span = f"at least {minimum}"
             raise self._sm.error(
                 value.offset, f"option {key!r} of {self.owner} must be {span}, found {number}"
             )
@@ -282,7 +295,7 @@ class OptionSet:
 def step_marker(source_map: SourceMap, value: Value, where: str) -> StepMarkerCondition:
     """Read ``value`` as ``step.marker``; exactly one dot, both parts non-empty."""
     step, dot, marker = value.text.partition(".")
-    if not dot or not step or not marker or "." in marker:
+    if not dot or not _NAME_RE.fullmatch(step) or not _NAME_RE.fullmatch(marker):
         raise source_map.error(
             value.offset,
             f"{where} must be in the form 'step.marker', found {value.describe()}",

@@ -7,6 +7,7 @@ errors; every error reads ``source:line:col: message``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from runkon.dsl._ast import (
@@ -44,6 +45,7 @@ from runkon.dsl._lexer import tokenize as _tokenize
 from runkon.dsl._options import DOTTED, Entry, OptionSet, Value, close_match, step_marker
 from runkon.errors import DslSyntaxError
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 MAX_NESTING = 64  # blocks inside blocks; far beyond any real workflow, far below the stack
 MAX_VALUE_NESTING = 16  # lists/maps inside lists/maps
 
@@ -124,7 +126,7 @@ def parse_workflow(text: str, source: str = "<string>") -> WorkflowDef:
 class _Parser:
     def __init__(self, text: str, source: str) -> None:
         if text.startswith("\ufeff"):
-            text = " " + text[1:]  # keep offsets: a BOM counts as one column
+            text = text[1:]  # columns then match what editors show
         self.sm = SourceMap(text, source)
         self.tokens = _tokenize(text, self.sm)
         self.pos = 0
@@ -207,6 +209,13 @@ class _Parser:
             elif token.kind == WORD and self.at_punct("{", 1) and token.value == "always":
                 self.advance()
                 always.extend(self.parse_steps(f"always block of workflow {name.value!r}"))
+            elif token.kind == WORD and token.value in ("meta", "inputs"):
+                self.advance()
+                raise self.expected(
+                    self.peek(),
+                    f"'{{' after {token.value!r}",
+                    hint=f"write `{token.value} {{ ... }}`",
+                )
             elif token.kind == WORD and self.at_punct("=", 1):
                 raise self.error(
                     token,
@@ -473,16 +482,23 @@ class _Parser:
         if token.kind == WORD:
             return AgentRef(kind="name", value=token.value)
         if token.kind == STRING:
-            if not token.value:
-                raise self.error(token, "an agent path must not be empty")
-            if ".." in token.value.replace("\\", "/").split("/"):
-                raise self.error(
-                    token,
-                    f"agent path {token.value!r} must not contain '..'",
-                    hint="use a path inside the project",
-                )
+            self.check_agent_path(token.value, token.offset)
             return AgentRef(kind="path", value=token.value)
         raise self.expected(token, "an agent name or a quoted agent path after 'call'")
+
+    def check_agent_path(self, path: str, offset: int) -> None:
+        """An agent path names a file inside the project: not empty, no ``..``."""
+        parts = path.replace("\\", "/").split("/")
+        if not path.strip():
+            raise self.sm.error(offset, "an agent path must not be empty")
+        if ".." in parts:
+            raise self.sm.error(
+                offset,
+                f"agent path {path!r} must not contain '..'",
+                hint="use a path inside the project",
+            )
+        if not parts[-1]:
+            raise self.sm.error(offset, f"agent path {path!r} must name a file, not a directory")
 
     def on_fail(self, opts: OptionSet) -> OnFail | None:
         entry = opts.entry("on_fail")
@@ -493,7 +509,12 @@ class _Parser:
             raise opts.value_error(value, "on_fail", "continue or an agent name")
         if value.text == "continue":
             return "continue"
+        if not value.text.strip():
+            raise opts.value_error(
+                value, "on_fail", "continue or an agent name, not an empty string"
+            )
         if value.scalar_kind == STRING and "/" in value.text:
+            self.check_agent_path(value.text, value.offset)
             return AgentRef(kind="path", value=value.text)
         return AgentRef(kind="name", value=value.text)
 
@@ -507,6 +528,9 @@ class _Parser:
         if self.at_punct("{"):
             entries = self.parse_option_block(owner)
         opts = OptionSet(self.sm, owner, entries, _CALL_KEYS)
+        timeout = opts.duration("timeout")
+        if timeout is not None and timeout <= 0:
+            raise opts.key_error("timeout", "a call timeout must be longer than zero")
         return CallNode(
             agent=agent,
             retries=opts.integer("retries") or 0,
@@ -515,7 +539,7 @@ class _Parser:
             snippets=opts.strings("with") or (),
             as_identity=opts.string("as"),
             plugin_dirs=opts.strings("plugin_dirs") or (),
-            timeout=opts.duration("timeout"),
+            timeout=timeout,
             max_turns=opts.integer("max_turns", minimum=1),
             **self.loc(start),
         )
@@ -600,13 +624,13 @@ class _Parser:
             raise self.expected(token, "'{' after 'do'", hint=hint)
         entries, body = self.parse_block("'do' block")
         # `do { } while a.b` is a do-while, unless `while a.b {` starts a separate loop.
-        is_do_while = (
-            self.at_word("while")
-            and self.peek(1).kind == WORD
+        is_separate_while_loop = (
+            self.peek(1).kind == WORD
             and self.at_punct(".", 2)
             and self.peek(3).kind == WORD
-            and not self.at_punct("{", 4)
+            and self.at_punct("{", 4)
         )
+        is_do_while = self.at_word("while") and not is_separate_while_loop
         if is_do_while:
             keyword = self.advance()
             condition = self.parse_loop_condition("while")
@@ -718,9 +742,14 @@ class _Parser:
                 'cannot specify both mode = "review_decision" and min_approvals',
                 hint="remove one of them",
             )
-        gate_type = opts.string("type") or name.value
-        if not gate_type or not gate_type.replace("-", "_").isidentifier():
-            raise opts.key_error("type", f"gate type {gate_type!r} is not a valid name")
+        type_option = opts.string("type")
+        if type_option is not None and not _NAME_RE.fullmatch(type_option):
+            raise opts.key_error(
+                "type",
+                f"gate type {type_option!r} is not a valid name",
+                hint="use letters, digits, '_' and '-', e.g. human_approval",
+            )
+        gate_type = name.value if type_option is None else type_option
         timeout = opts.duration("timeout")
         if timeout is not None and timeout <= 0:
             raise opts.key_error("timeout", "a gate timeout must be longer than zero")
@@ -770,7 +799,7 @@ class _Parser:
         hint = "a quality gate needs `source = <step>` and `threshold = 0..100`"
         opts.require("source", start.offset, hint=hint)
         opts.require("threshold", start.offset, hint=hint)
-        source = opts.string("source") or ""
+        source = opts.name("source") or ""
         return GateNode(
             name=name.value,
             gate_type=QUALITY_GATE_TYPE,
@@ -833,9 +862,9 @@ class _Parser:
             )
         return ForEachNode(
             name=name.value,
-            over=opts.string("over") or "",
+            over=opts.name("over") or "",
             max_parallel=opts.integer("max_parallel", minimum=1) or 1,
-            workflow=opts.string("workflow") or "",
+            workflow=opts.name("workflow") or "",
             scope=opts.string_map("scope"),
             filter=opts.string_map("filter"),
             inputs=opts.string_map("inputs") or FrozenMap(),

@@ -40,6 +40,7 @@ from runkon.errors import DslError
 __all__ = ["BUILTIN_GATE_TYPES", "MAX_WORKFLOW_DEPTH", "validate_workflow", "workflow_refs"]
 
 MAX_WORKFLOW_DEPTH = 5
+_UNKNOWN = "\0unknown"  # in a produced set: some steps came from an unloaded sub-workflow
 BUILTIN_GATE_TYPES = frozenset(
     {"human_approval", "human_review", "pr_approval", "pr_checks", "quality_gate"}
 )
@@ -142,6 +143,7 @@ class _Validator:
         self.warnings: list[ValidationIssue] = []
         self._loaded: dict[str, WorkflowDef | str] = {}
         self._checked_children: set[str] = set()
+        self._chains: dict[str, list[str]] = {}
         self.workflow: WorkflowDef | None = None
 
     # ----------------------------------------------------------------- reporting
@@ -246,7 +248,15 @@ class _Validator:
     def check_marker_step(self, node: Any, step: str, produced: set[str], what: str) -> None:
         if step in produced:
             return
-        guess = close_match(step, produced)
+        if _UNKNOWN in produced:
+            self.warn(
+                node,
+                f"{what} references step {step!r}, which cannot be checked: it may come from "
+                "a sub-workflow that was not loaded",
+                hint="validate with a workflow resolver to check it",
+            )
+            return
+        guess = close_match(step, produced - {_UNKNOWN})
         self.error(
             node,
             f"{what} references step {step!r} which has not been produced at this point "
@@ -361,9 +371,11 @@ class _Validator:
         if node.on_fail is not None and node.on_fail != "continue":
             self.check_action(node, node.on_fail.label, f"on_fail of workflow {node.workflow!r}")
         if self.resolver is None:
+            produced.add(_UNKNOWN)
             return
         child = self.load(node.workflow)
         if isinstance(child, str):
+            produced.add(_UNKNOWN)
             self.error(
                 node,
                 f"sub-workflow {node.workflow!r} could not be loaded: {child}",
@@ -454,30 +466,45 @@ class _Validator:
                 self.error(node, f"{where}: invalid filter for provider {node.over!r}: {exc}")
 
     def check_cycles(self, root: WorkflowDef, stack: tuple[str, ...]) -> None:
-        """Depth-first over child references; only for the workflow being validated."""
+        """Cycles and nesting depth over child references; only for the workflow being
+        validated. Each workflow is explored once (linear in workflows and references)."""
         if len(stack) > 1:
             return
         for name, node in sorted(set(workflow_refs(root)), key=lambda ref: ref[0]):
-            problem = self._find_cycle((root.name, name))
+            problem = self._explore(name, [root.name])
+            if problem is None:
+                chain = [root.name, *self._chains.get(name, [name])]
+                if len(chain) > MAX_WORKFLOW_DEPTH + 1:
+                    problem = (
+                        f"workflow nesting depth exceeds the maximum of {MAX_WORKFLOW_DEPTH}: "
+                        + " -> ".join(chain[: MAX_WORKFLOW_DEPTH + 2])
+                    )
             if problem is not None:
                 self.error(node, problem)
 
-    def _find_cycle(self, path: tuple[str, ...]) -> str | None:
-        name = path[-1]
-        if name in path[:-1]:
-            return "circular workflow reference: " + " -> ".join(path)
-        if len(path) > MAX_WORKFLOW_DEPTH + 1:
-            return (
-                f"workflow nesting depth exceeds the maximum of {MAX_WORKFLOW_DEPTH}: "
-                + " -> ".join(path)
-            )
+    def _explore(self, name: str, stack: list[str]) -> str | None:
+        """Depth-first from ``name``: a cycle message, or None after recording the
+        longest chain of references below ``name`` in ``self._chains``."""
+        if name in stack:
+            cycle = [*stack[stack.index(name) :], name]
+            return "circular workflow reference: " + " -> ".join(cycle)
+        if name in self._chains:
+            return None
         child = self.load(name)
-        if isinstance(child, str):
-            return None  # reported where it is referenced
-        for ref in sorted({ref for ref, _ in workflow_refs(child)}):
-            problem = self._find_cycle((*path, ref))
-            if problem is not None:
-                return problem
+        longest = [name]
+        if not isinstance(child, str):  # an unloadable child is reported where referenced
+            stack.append(name)
+            try:
+                for ref in sorted({ref for ref, _ in workflow_refs(child)}):
+                    problem = self._explore(ref, stack)
+                    if problem is not None:
+                        return problem
+                    below = self._chains[ref]
+                    if len(below) + 1 > len(longest):
+                        longest = [name, *below]
+            finally:
+                stack.pop()
+        self._chains[name] = longest
         return None
 
     def check_children(self, workflow: WorkflowDef, stack: tuple[str, ...]) -> None:

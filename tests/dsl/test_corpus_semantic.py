@@ -9,7 +9,6 @@ cases/valid."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -178,10 +177,11 @@ def test_unordered_foreach_needs_no_ordering_support() -> None:
 
 
 def test_cycle_search_scales_with_workflows_not_paths() -> None:
-    """A library of 13 workflows per level, each calling all 13 of the next level, five
-    levels deep (66 workflows, legal depth, no cycle). Checking cycles and depth must
-    visit workflows, not every one of the 13**5 = 371,293 call paths."""
-    width, levels = 13, 5
+    """A library of 30 workflows per level, each calling all 30 of the next level, five
+    levels deep (151 workflows, legal depth, no cycle). Checking cycles and depth must
+    visit workflows, not each of the 30**5 = 24,300,000 call paths (which would run into
+    the test timeout)."""
+    width, levels = 30, 5
     workflows = []
     for level in range(levels):
         for i in range(width):
@@ -192,8 +192,5 @@ def test_cycle_search_scales_with_workflows_not_paths() -> None:
             workflows.append(runkon.parse_workflow(f"workflow l{level}-{i} {{ {body} }}"))
     calls = " ".join(f"call workflow l0-{j}" for j in range(width))
     root = runkon.parse_workflow(f"workflow root {{ {calls} }}")
-    start = time.perf_counter()
     report = runkon.validate_workflow(root, resolver=InMemoryWorkflowResolver(workflows))
-    elapsed = time.perf_counter() - start
     assert report.errors == ()
-    assert elapsed < 1.5, f"validation took {elapsed:.1f}s"
