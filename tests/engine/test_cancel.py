@@ -1,0 +1,163 @@
+"""Cancellation: immediate, the executor's ``cancel`` hook called, scripts killed, the
+``always`` block run (shielded), the run ending ``cancelled``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+
+from runkon.persistence import ReceiptOutcome, RunStatus, SqliteStore, StepStatus, Store
+
+from ._support import FOREVER, MakeEngine, Recorder, Reply, events, parse, pid_alive
+
+
+async def test_cancel_run_interrupts_the_executor_at_once_and_runs_always(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    rec.on("work", FOREVER)
+    rec.on("cleanup", Reply(delay=0.2))  # the always block takes a moment: still completes
+    wf = parse(
+        """
+        workflow w {
+          call work
+          call never
+          always { call cleanup }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        work = await rec.started("work")
+        began = time.monotonic()
+        assert await engine.cancel_run(handle.run_id, reason="user pressed stop", by="alice")
+        result = await handle.result(timeout=10)
+        elapsed = time.monotonic() - began
+
+    assert elapsed < 2
+    assert result.status == RunStatus.CANCELLED
+    assert result.error == "user pressed stop"
+    assert rec.interrupted == [work]
+    assert rec.cancel_requests == [work.step_id]
+    assert rec.names() == ["work", "cleanup"]
+    assert [c.name for c in rec.finished] == ["cleanup"]
+    assert rec.of("cleanup")[0].inputs["workflow_status"] == "cancelled"
+
+    run = await store.get_run(handle.run_id)
+    assert run.status == RunStatus.CANCELLED
+    assert run.cancel_reason == "user pressed stop"
+    assert run.cancel_requested_by == "alice"
+    by_name = {s.step_name: s.status for s in await store.get_steps(handle.run_id)}
+    assert by_name == {"work": StepStatus.FAILED, "cleanup": StepStatus.COMPLETED}
+    stored = await events(store, handle.run_id)
+    types = [e.type for e in stored]
+    assert "cancellation_requested" in types
+    assert types[-1] == "run_cancelled"
+    assert stored[-1].data["reason"] == "user pressed stop"
+
+
+async def test_cancel_during_a_long_script_kills_it(
+    make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: Path
+) -> None:
+    wf = parse(
+        """
+        workflow w {
+          script long { run = "echo $$ > sh.pid; sleep 30 & echo $! > sleep.pid; wait" }
+          always { call cleanup }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        with anyio.fail_after(10):
+            while not (tmp_path / "sleep.pid").exists() or not (tmp_path / "sleep.pid").read_text():
+                await anyio.sleep(0.01)
+        began = time.monotonic()
+        await engine.cancel_run(handle.run_id)
+        result = await handle.result(timeout=10)
+        elapsed = time.monotonic() - began
+
+    assert elapsed < 3
+    assert result.status == RunStatus.CANCELLED
+    for name in ("sh.pid", "sleep.pid"):
+        pid = int((tmp_path / name).read_text())
+        assert not pid_alive(pid), f"{name} process {pid} survived the cancellation"
+    assert rec.names() == ["cleanup"]
+    [script, _] = await store.get_steps(handle.run_id)
+    assert script.status == StepStatus.FAILED
+
+
+async def test_cancelling_a_finished_run_returns_false(
+    make_engine: MakeEngine, store: Store
+) -> None:
+    async with make_engine() as engine:
+        result = await engine.run(parse("workflow w { call a }"))
+        assert await engine.cancel_run(result.run_id) is False
+    assert (await store.get_run(result.run_id)).status == RunStatus.COMPLETED
+
+
+async def test_cancelling_a_run_waiting_at_a_gate(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    wf = parse('workflow w { gate ok { type = human_approval  timeout = "1h" }  call after }')
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        with anyio.fail_after(10):
+            while not await engine.waiting_gates(run_id=handle.run_id):
+                await anyio.sleep(0.01)
+        await engine.cancel_run(handle.run_id)
+        result = await handle.result(timeout=10)
+        assert await engine.waiting_gates() == []
+        late = await engine.approve_gate(handle.run_id, "ok", by="late")
+
+    assert result.status == RunStatus.CANCELLED
+    assert late.outcome != ReceiptOutcome.ACCEPTED
+    assert rec.calls == []
+
+
+async def test_a_cancel_written_to_the_store_reaches_the_run_without_polling(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    rec.on("work", FOREVER)
+    async with make_engine() as engine:
+        handle = await engine.start(parse("workflow w { call work }"))
+        await rec.started("work")
+        began = time.monotonic()
+        assert await store.request_cancel(handle.run_id, reason="from the API", by="ops")
+        result = await handle.result(timeout=10)
+        assert time.monotonic() - began < 2
+    assert result.status == RunStatus.CANCELLED
+    assert rec.cancel_requests == [rec.of("work")[0].step_id]
+
+
+async def test_a_cancel_from_another_process_reaches_the_run(
+    rec: Recorder, tmp_path: Path
+) -> None:
+    """SQLite only: a second connection (as another process would) asks for the cancel;
+    the store's change feed delivers it."""
+    from runkon.engine import FlowEngine
+
+    path = tmp_path / "shared.db"
+    rec.on("work", FOREVER)
+    async with FlowEngine(SqliteStore(path), fallback_action=rec) as engine:
+        handle = await engine.start(parse("workflow w { call work }"))
+        await rec.started("work")
+        async with SqliteStore(path) as elsewhere:
+            began = time.monotonic()
+            assert await elsewhere.request_cancel(handle.run_id, reason="cli")
+            result = await handle.result(timeout=10)
+            assert time.monotonic() - began < 3
+        assert result.status == RunStatus.CANCELLED
+    assert rec.interrupted == rec.of("work")
+
+
+async def test_the_handle_can_cancel_its_run(make_engine: MakeEngine, rec: Recorder) -> None:
+    rec.on("work", FOREVER)
+    async with make_engine() as engine:
+        handle = await engine.start(parse("workflow w { call work }"))
+        await rec.started("work")
+        assert await handle.cancel(reason="bye")
+        result = await handle.result(timeout=10)
+    assert result.status == RunStatus.CANCELLED
+    assert result.error == "bye"
