@@ -13,8 +13,11 @@ A store call is one function of :mod:`._sqlite_ops` (a whole transaction). It ru
 Why not always the thread: a thread hop costs 50-150 µs each way on an idle machine,
 twice per call, which capped sequential durable writes near the 2,000/s target. Why not
 always inline: waiting for another process's lock, and checkpoints (which sync to disk),
-must not block the loop — those go to the worker. The worker connection also runs a
-passive checkpoint after every ``CHECKPOINT_EVERY`` inline writes, and the change feed.
+must not block the loop — those go to the worker. The worker connection also runs the
+change feed and, after every ``CHECKPOINT_EVERY`` writes, a passive checkpoint; calls made
+meanwhile queue behind it, so it copies every page and the next write rewinds the WAL
+(with writes landing during the copy, the WAL would never rewind and would grow without
+bound).
 
 The worker hook is aiosqlite's ``Connection._execute`` (what its own methods call): it
 runs a callable on the connection's thread, so a whole transaction costs one hop instead
@@ -31,6 +34,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiosqlite
 import anyio
+import anyio.to_thread
 import structlog
 
 from runkon.errors import (
@@ -82,15 +86,14 @@ class Connections:
         Raises:
             StoreError: the database cannot be opened (mapped from ``sqlite3``).
         """
+        # Connect first, then hand the connection to aiosqlite: when aiosqlite's own
+        # connect fails it leaves its thread to stop unawaited, which then calls into a
+        # closed event loop.
         try:
-            worker = await aiosqlite.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                cached_statements=256,
-            )
+            conn = await anyio.to_thread.run_sync(_connect, self._path, self._busy_timeout)
         except sqlite3.Error as exc:
             raise map_error(self._path, exc) from exc
+        worker = await aiosqlite.Connection(lambda: conn, iter_chunk_size=64)
         self._worker, self._worker_conn = worker, worker._conn
         try:
             await self.on_worker(_configure, int(self._busy_timeout * 1000), True)
@@ -123,9 +126,13 @@ class Connections:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Run ``fn(connection, ...)``: inline if the lock is free, else on the worker."""
+        """Run ``fn(connection, ...)``: inline if the lock is free, else on the worker.
+
+        While a checkpoint runs, calls queue behind it on the worker: a checkpoint only
+        lets the next write rewind the WAL if no write lands while it copies pages.
+        """
         inline = self._inline
-        if inline is not None:
+        if inline is not None and self._checkpoint is None:
             try:
                 return fn(inline, *args, **kwargs)
             except sqlite3.OperationalError as exc:
@@ -203,11 +210,19 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int, checkpoints: bool
         conn.execute("PRAGMA wal_autocheckpoint = 0")
 
 
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=256,
+    )
+
+
 def _connect_inline(_worker_conn: sqlite3.Connection, path: str) -> sqlite3.Connection:
     """Open the inline connection (on the worker thread: opening a file may block)."""
-    conn = sqlite3.connect(
-        path, timeout=0, isolation_level=None, check_same_thread=False, cached_statements=256
-    )
+    conn = _connect(path, 0)
     try:
         _configure(conn, 0, False)
     except BaseException:
