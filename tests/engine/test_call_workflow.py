@@ -223,3 +223,15 @@ async def test_cancelling_the_parent_cancels_the_running_child(
     assert "after" not in rec.names()
     [step] = await store.get_steps(result.run_id)
     assert step.status.is_terminal and step.status != StepStatus.COMPLETED
+
+
+async def test_workflows_can_be_a_directory_path(
+    make_engine: MakeEngine, rec: Recorder, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "lint.wf").write_text("workflow lint { call linter }")
+    async with make_engine(workflows=str(flows)) as engine:
+        result = await engine.run(parse("workflow w { call workflow lint  call after }"))
+    assert result.succeeded
+    assert rec.names() == ["linter", "after"]

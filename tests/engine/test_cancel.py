@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
+import pytest
 
 from runkon.persistence import ReceiptOutcome, RunStatus, SqliteStore, StepStatus, Store
 
@@ -161,3 +162,31 @@ async def test_the_handle_can_cancel_its_run(make_engine: MakeEngine, rec: Recor
         result = await handle.result(timeout=10)
     assert result.status == RunStatus.CANCELLED
     assert result.error == "bye"
+
+
+async def test_a_run_cancelled_while_no_engine_drives_it_starts_no_more_steps(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """A cancel requested while the run's engine is down (the run is ``cancelling``):
+    the engine that recovers it must only run the ``always`` block and end it
+    ``cancelled`` -- no body step may be dispatched (reference §3.3 checks the token
+    before every node)."""
+    from runkon.engine import EngineShutdownError
+
+    rec.on("b", FOREVER)
+    wf = parse("workflow w { call a  call b  call c  always { call cleanup } }")
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        await rec.started("b")
+    with pytest.raises(EngineShutdownError):
+        await handle.result(timeout=5)
+    assert await store.request_cancel(handle.run_id, reason="cancelled while down")
+
+    again = Recorder()
+    async with make_engine(fallback_action=again, recover=True) as engine:
+        [recovered] = engine.recovered
+        result = await recovered.result(timeout=10)
+
+    assert result.status == RunStatus.CANCELLED
+    assert result.error == "cancelled while down"
+    assert again.names() == ["cleanup"]  # neither b nor c was started again

@@ -274,3 +274,40 @@ async def test_an_engine_wide_dry_run_default(make_engine: MakeEngine, rec: Reco
         await engine.run(parse("workflow w { call a }"))
         await engine.run(parse("workflow w { call a }"), dry_run=False)
     assert [c.dry_run for c in rec.calls] == [True, False]
+
+
+async def test_with_fail_fast_off_a_failed_quality_gate_does_not_stop_the_body(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    """Reference §7 item 23: gate failures aborted the body even with fail_fast off."""
+    rec.on("plan", Reply(structured={"confidence": 10}))
+    wf = parse(
+        "workflow w { call plan  gate quality_gate { source = plan  threshold = 50 }  call next }"
+    )
+    async with make_engine() as engine:
+        result = await engine.run(wf, fail_fast=False)
+    assert result.status == RunStatus.FAILED
+    assert rec.names() == ["plan", "next"]
+
+
+async def test_an_approval_from_another_process_wakes_the_gate(
+    rec: Recorder, tmp_path: object
+) -> None:
+    """SQLite only: the approval is written through another connection (as the CLI or a
+    web process would); the store's change feed wakes the waiting run."""
+    from runkon.persistence import SqliteStore
+
+    path = tmp_path / "gates.db"  # type: ignore[operator]
+    wf = parse('workflow w { gate ok { type = human_approval  timeout = "1h" }  call after }')
+    async with FlowEngine(SqliteStore(path), fallback_action=rec) as engine:
+        handle = await engine.start(wf)
+        await waiting_gate(engine, handle.run_id)
+        async with SqliteStore(path) as elsewhere:
+            [gate] = await elsewhere.list_waiting_gates()
+            began = time.monotonic()
+            receipt = await elsewhere.approve_gate(gate.step_id, by="remote", feedback="ok")
+            result = await handle.result(timeout=10)
+            assert time.monotonic() - began < 3
+    assert receipt.outcome == ReceiptOutcome.ACCEPTED
+    assert result.succeeded
+    assert rec.of("after")[0].gate_feedback == "ok"

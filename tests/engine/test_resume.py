@@ -80,8 +80,19 @@ async def test_an_engine_shutdown_leaves_the_run_resumable(
     types = await event_types(store, run_id)
     assert types.count("run_started") == 1
     assert types.count("run_resumed") == 1
+
+
+async def test_run_resumed_counts_the_steps_it_skips(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """``run_resumed.skipped_steps``: only ``a`` is skipped; ``b`` (interrupted, its row
+    recorded failed) runs again and must not be counted as skipped."""
+    rec.on("b", FOREVER)
+    run_id = await interrupt(make_engine, rec, parse("workflow w { call a  call b  call c }"), at="b")
+    again, _ = await resume(make_engine, run_id)
+    assert again.names() == ["b", "c"]
     [resumed] = [e for e in await events(store, run_id) if e.type == "run_resumed"]
-    assert resumed.data["skipped_steps"] >= 1
+    assert resumed.data["skipped_steps"] == 1
 
 
 async def test_resume_restores_markers_and_context_of_completed_steps(
@@ -487,3 +498,59 @@ async def test_resuming_twice_in_a_row_executes_nothing_twice(
     assert rec.names() == ["a", "b"]
     assert second.names() == ["b", "c"]
     assert third.names() == ["c", "d"]
+
+
+async def test_a_gate_in_a_loop_waits_again_in_each_iteration_also_after_a_resume(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """Reference §1.7 (b) and §7 items 13-14: a gate approved in an earlier iteration
+    made the later iterations' gates look done on resume."""
+    rec.on("draft", Reply(markers=["needs_answers"]), Reply(markers=["needs_answers"]), OK)
+    wf = parse(
+        """
+        workflow w {
+          do {
+            max_iterations = 4
+            call draft
+            if draft.needs_answers {
+              gate human_review { prompt = "Answer the open points"  timeout = "1h" }
+            }
+          } while draft.needs_answers
+          call done
+        }
+        """
+    )
+
+    async def waiting(engine: object, run_id: str) -> str:
+        with anyio.fail_after(10):
+            while not (gates := await engine.waiting_gates(run_id=run_id)):  # type: ignore[attr-defined]
+                await anyio.sleep(0.01)
+        return gates[0].step_id
+
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        first = await waiting(engine, handle.run_id)
+        await engine.approve_gate(handle.run_id, "human_review", by="ann", feedback="answers 1")
+        await rec.started("draft", 2)
+        second = await waiting(engine, handle.run_id)
+        assert second != first
+        assert rec.of("draft")[1].gate_feedback == "answers 1"
+    with pytest.raises(EngineShutdownError):
+        await handle.result(timeout=5)
+
+    again = Recorder().on("draft", OK)
+    async with make_engine(fallback_action=again) as engine:
+        resumed = await engine.resume(handle.run_id)
+        assert await waiting(engine, handle.run_id) == second  # still waiting, not "done"
+        assert again.calls == []
+        await engine.approve_gate(handle.run_id, "human_review", by="ann", feedback="answers 2")
+        result = await resumed.result(timeout=10)
+
+    assert result.succeeded
+    assert again.names() == ["draft", "done"]
+    assert again.calls[0].gate_feedback == "answers 2"
+    gates = [s for s in await store.get_steps(handle.run_id) if s.step_name == "human_review"]
+    assert [(g.iteration, g.status) for g in gates] == [
+        (0, StepStatus.COMPLETED),
+        (1, StepStatus.COMPLETED),
+    ]
