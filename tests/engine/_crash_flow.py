@@ -3,7 +3,9 @@
 Every execution appends ``start``/``end`` lines to a log file (flushed and fsynced),
 so what ran before a SIGKILL is known exactly. Line format::
 
-    <start|end> <who> <workflow> <step_key> iter=<iteration> attempt=<attempt>
+    <start|end> <who> <workflow> <step_key> iter=<iteration> run=<run_id> attempt=<attempt>
+
+The worker hangs (and is killed) in one chosen step: ``HANGS`` names the places.
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ workflow notify-child {
 }
 """
 
-HANG_STEP = "fix"
-HANG_ITERATION = 1
+HANGS = {
+    # where: (step name, loop iteration)
+    "loop": ("fix", 1),  # `fix` nested in `if` inside the do-while, second iteration
+    "child": ("notify", 0),  # inside the child workflow's run
+}
 
 
 def append(log: str, line: str) -> None:
@@ -51,20 +56,23 @@ def append(log: str, line: str) -> None:
 
 
 class LoggingExecutor:
-    """Logs each execution; ``review`` needs changes in iterations 0 and 1; the worker
-    (``hang=True``) hangs in ``fix`` of iteration 1, where it gets killed."""
+    """Logs each execution; ``review`` needs changes in iterations 0 and 1; with
+    ``hang=(name, iteration)`` it hangs in that step (where the worker gets killed)."""
 
     name = "logging"
 
-    def __init__(self, log: str, who: str, *, hang: bool = False) -> None:
+    def __init__(self, log: str, who: str, *, hang: tuple[str, int] | None = None) -> None:
         self.log = log
         self.who = who
         self.hang = hang
 
     async def execute(self, ctx: StepContext, params: ActionParams) -> ActionOutput:
-        where = f"{ctx.workflow_name} {ctx.step_key} iter={ctx.iteration} attempt={ctx.attempt}"
+        where = (
+            f"{ctx.workflow_name} {ctx.step_key} iter={ctx.iteration} run={ctx.run_id} "
+            f"attempt={ctx.attempt}"
+        )
         append(self.log, f"start {self.who} {where}")
-        if self.hang and params.name == HANG_STEP and ctx.iteration == HANG_ITERATION:
+        if self.hang == (params.name, ctx.iteration):
             await anyio.sleep(3600)
         await anyio.sleep(0.01)
         markers = ["needs_changes"] if params.name == "review" and ctx.iteration < 2 else []

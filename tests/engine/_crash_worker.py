@@ -1,7 +1,7 @@
 """The crash test's worker process: runs the crash workflow on a SQLite file until the
 test kills it with SIGKILL.
 
-Usage: python _crash_worker.py DB_PATH LOG_PATH RUN_ID_PATH
+Usage: python _crash_worker.py DB_PATH LOG_PATH RUN_ID_PATH HANG (a key of HANGS)
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import runkon  # noqa: E402
 from runkon.engine import FlowEngine  # noqa: E402
 from runkon.persistence import SqliteStore  # noqa: E402
 
-from _crash_flow import CHILD, WORKFLOW, LoggingExecutor  # noqa: E402
+from _crash_flow import CHILD, HANGS, WORKFLOW, LoggingExecutor  # noqa: E402
 
 LEASE_TTL = 1.0
 LEASE_REFRESH = 0.3
 
 
-async def main(db: str, log: str, run_id_path: str) -> None:
+async def main(db: str, log: str, run_id_path: str, hang: str) -> None:
     child = runkon.parse_workflow(CHILD, source="notify-child.wf")
     engine = FlowEngine(
         SqliteStore(db),
-        fallback_action=LoggingExecutor(log, "worker", hang=True),
+        fallback_action=LoggingExecutor(log, "worker", hang=HANGS[hang]),
         workflows={"notify-child": child},
         working_dir=Path(db).parent,
         lease_ttl=LEASE_TTL,
@@ -42,4 +42,4 @@ async def main(db: str, log: str, run_id_path: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, *sys.argv[1:4])
+    anyio.run(main, *sys.argv[1:5])

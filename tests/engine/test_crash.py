@@ -2,9 +2,10 @@
 step sleeps; a new engine with ``recover=True`` completes it once the dead engine's lease
 has expired. Every step that had completed before the kill must not run again.
 
-The workflow (``_crash_flow.py``) has ``call verify`` twice, a completed child workflow,
-a script, and ``call fix`` nested in an ``if`` inside a ``do … while`` loop; the worker
-is killed inside ``fix`` of loop iteration 1.
+The workflow (``_crash_flow.py``) has ``call verify`` twice, a child workflow, a script,
+and ``call fix`` nested in an ``if`` inside a ``do … while`` loop. The worker is killed
+either inside ``fix`` of loop iteration 1 (``loop``) or inside the child workflow's run
+(``child``).
 """
 
 from __future__ import annotations
@@ -23,43 +24,86 @@ import runkon
 from runkon.engine import FlowEngine
 from runkon.persistence import RunStatus, SqliteStore
 
-from ._crash_flow import CHILD, HANG_ITERATION, HANG_STEP, LoggingExecutor
+from ._crash_flow import CHILD, HANGS, LoggingExecutor
 
 WORKER = Path(__file__).with_name("_crash_worker.py")
 
+ALL_STEPS = Counter(
+    {
+        "plan": 1,
+        "verify": 2,
+        "notify": 1,
+        "implement": 1,
+        "stamp": 1,
+        "review": 3,
+        "fix": 2,
+        "ship": 1,
+    }
+)
+
 
 def entries(log: Path) -> list[tuple[str, str, str]]:
-    """(phase, who, what) per log line; ``what`` identifies the execution."""
+    """(phase, who, what) per log line; ``what`` identifies the execution (workflow,
+    step key, iteration and run; not the attempt)."""
     if not log.exists():
         return []
     result = []
     for line in log.read_text().splitlines():
         phase, who, *what = line.split(" ")
-        # "iter=..." and "attempt=..." stay part of the identity except the attempt
         result.append((phase, who, " ".join(w for w in what if not w.startswith("attempt="))))
     return result
 
 
-def hang_reached(log: Path) -> bool:
+def name_of(what: str) -> str:
+    return what.split(" ")[1].split("@")[0]
+
+
+def run_of(what: str) -> str:
+    return next(w for w in what.split(" ") if w.startswith("run=")).removeprefix("run=")
+
+
+def hang_reached(log: Path, hang: str) -> bool:
+    name, iteration = HANGS[hang]
     return any(
-        phase == "start" and f" {HANG_STEP}@" in f" {what}" and f"iter={HANG_ITERATION}" in what
+        phase == "start" and name_of(what) == name and f" iter={iteration} " in f" {what} "
         for phase, _, what in entries(log)
     )
 
 
-async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("hang", "done_before", "rerun"),
+    [
+        pytest.param(
+            "loop",
+            ["plan", "verify", "notify", "implement", "verify", "stamp", "review", "fix", "review"],
+            ["fix", "review", "ship"],
+            id="killed-in-loop",
+        ),
+        pytest.param(
+            "child",
+            ["plan", "verify"],
+            ["notify", "implement", "verify", "stamp", "review", "fix", "review", "fix", "review",
+             "ship"],
+            id="killed-in-child",
+        ),
+    ],
+)
+async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(
+    tmp_path: Path, hang: str, done_before: list[str], rerun: list[str]
+) -> None:
     db, log, run_id_file = tmp_path / "crash.db", tmp_path / "steps.log", tmp_path / "run_id"
     worker = subprocess.Popen(
-        [sys.executable, str(WORKER), str(db), str(log), str(run_id_file)],
+        [sys.executable, str(WORKER), str(db), str(log), str(run_id_file), hang],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
         with anyio.fail_after(60):
-            while not hang_reached(log):
+            while not hang_reached(log, hang):
                 if worker.poll() is not None:
-                    pytest.fail(f"worker exited early: {worker.stderr.read().decode()}")  # type: ignore[union-attr]
+                    assert worker.stderr is not None
+                    pytest.fail(f"worker exited early: {worker.stderr.read().decode()}")
                 await anyio.sleep(0.02)
     finally:
         os.kill(worker.pid, signal.SIGKILL)
@@ -69,11 +113,9 @@ async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(tmp_path: 
     assert worker.returncode == -signal.SIGKILL
 
     before = entries(log)
-    done_before = [what for phase, _, what in before if phase == "end"]
-    # plan, verify, notify, implement, verify, stamp, review 0, fix 0, review 1 finished;
-    # fix 1 started and never finished
-    assert len(done_before) == 9, before
-    assert len(set(done_before)) == len(done_before)
+    finished_before = [what for phase, _, what in before if phase == "end"]
+    assert [name_of(what) for what in finished_before] == done_before
+    hung = [what for phase, _, what in before if phase == "start"][-1]
     run_id = run_id_file.read_text()
 
     async with SqliteStore(db) as store:
@@ -100,8 +142,8 @@ async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(tmp_path: 
 
         assert result.succeeded, result.error
         assert (await store.get_run(run_id)).status == RunStatus.COMPLETED
-        children = await store.list_runs(parent_run_id=run_id)
-        assert len(children) == 1  # the child workflow that completed was not run again
+        [child] = await store.list_runs(parent_run_id=run_id)  # one child run, never two
+        assert child.status == RunStatus.COMPLETED
         events = [e.type for e in await store.read_events(run_id)]
         assert events.count("run_started") == 1
         assert events.count("run_resumed") == 1
@@ -109,25 +151,13 @@ async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(tmp_path: 
     after = entries(log)[len(before) :]
     started_after = [what for phase, _, what in after if phase == "start"]
     # nothing that completed before the kill ran again
-    assert not set(started_after) & set(done_before), started_after
-    # exactly the rest ran: the interrupted fix (iteration 1), the last review, ship
-    names = [what.split(" ")[1].split("@")[0] for what in started_after]
-    assert names == ["fix", "review", "ship"], started_after
-    assert f"iter={HANG_ITERATION}" in started_after[0]
-    assert "iter=2" in started_after[1]
+    assert not set(started_after) & set(finished_before), started_after
+    # exactly the rest ran, starting with the step that was interrupted
+    assert [name_of(what) for what in started_after] == rerun
+    assert started_after[0] == hung
+    if hang == "child":
+        assert run_of(started_after[0]) == child.id  # the child run was resumed
     # over both processes every execution finished exactly once
     finished = Counter(what for phase, _, what in entries(log) if phase == "end")
     assert set(finished.values()) == {1}
-    step_names = Counter(what.split(" ")[1].split("@")[0] for what in finished)
-    assert step_names == Counter(
-        {
-            "plan": 1,
-            "verify": 2,
-            "notify": 1,
-            "implement": 1,
-            "stamp": 1,
-            "review": 3,
-            "fix": 2,
-            "ship": 1,
-        }
-    )
+    assert Counter(name_of(what) for what in finished) == ALL_STEPS

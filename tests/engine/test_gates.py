@@ -311,3 +311,58 @@ async def test_an_approval_from_another_process_wakes_the_gate(
     assert receipt.outcome == ReceiptOutcome.ACCEPTED
     assert result.succeeded
     assert rec.of("after")[0].gate_feedback == "ok"
+
+
+async def test_options_taken_from_a_steps_output_are_offered_and_checked(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    """Reference §7 item 22: StepRef options were resolved, then discarded."""
+    rec.on("plan", Reply(structured={"choices": {"fast": "Fast path", "safe": "Safe path"}}))
+    wf = parse(
+        """
+        workflow w {
+          call plan
+          gate pick { type = human_approval  options = plan.choices  timeout = "1h" }
+          if pick.safe { call careful }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        gate = await waiting_gate(engine, handle.run_id)
+        assert [(o.value, o.label) for o in gate.options] == [
+            ("fast", "Fast path"),
+            ("safe", "Safe path"),
+        ]
+        with pytest.raises(InvalidSelectionError):
+            await engine.approve_gate(handle.run_id, "pick", by="a", selections=["yolo"])
+        await engine.approve_gate(handle.run_id, "pick", by="a", selections=["safe"])
+        assert (await handle.result(timeout=10)).succeeded
+    assert rec.names() == ["plan", "careful"]
+    assert rec.of("careful")[0].gate_selections == ("safe",)
+
+
+async def test_a_resolver_still_deciding_is_cancelled_when_a_person_decides_first(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    outcome: list[str] = []
+
+    class SlowChecks:
+        gate_type = "ci_green"
+
+        async def resolve(self, gate: GateRequest) -> GateDecision | None:
+            try:
+                await anyio.sleep(30)
+            except anyio.get_cancelled_exc_class():
+                outcome.append("cancelled")
+                raise
+            return GateDecision(approved=False)
+
+    wf = parse('workflow w { gate ci { type = ci_green  timeout = "1h" }  call merge }')
+    async with make_engine(gate_resolvers=[SlowChecks()]) as engine:
+        handle = await engine.start(wf)
+        await waiting_gate(engine, handle.run_id)
+        await engine.approve_gate(handle.run_id, "ci", by="release-manager")
+        result = await handle.result(timeout=10)
+    assert result.succeeded
+    assert outcome == ["cancelled"]

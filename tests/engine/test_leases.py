@@ -14,6 +14,7 @@ import pytest
 
 import runkon
 from runkon.engine import ActionParams, EngineShutdownError, FlowEngine, StepContext
+from runkon.errors import StoreBackendError
 from runkon.persistence import RunStatus, StepStatus, Store
 
 from ._support import FOREVER, MakeEngine, Recorder, Reply, event_types, parse
@@ -23,18 +24,23 @@ INTERVAL = 0.15
 
 
 class CountingStore:
-    """Delegates to a store and records every ``refresh_leases`` batch."""
+    """Delegates to a store and records every ``refresh_leases`` batch; the first
+    ``failing_refreshes`` batches fail as a briefly unavailable database would."""
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: Store, *, failing_refreshes: int = 0) -> None:
         self._inner = inner
         self.batches: list[list[str]] = []
         self.acquires = 0
+        self.failing_refreshes = failing_refreshes
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def refresh_leases(self, leases: Sequence[tuple[str, str, int]], ttl: float) -> set[str]:
         self.batches.append([run_id for run_id, _, _ in leases])
+        if self.failing_refreshes:
+            self.failing_refreshes -= 1
+            raise StoreBackendError("test.db", "disk I/O error (injected)")
         return await self._inner.refresh_leases(leases, ttl)
 
     async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> int | None:
@@ -76,6 +82,33 @@ async def test_one_keeper_refreshes_all_leases_in_one_batch_per_interval(
             await engine.cancel_run(handle.run_id)
         for handle in handles:
             assert (await handle.result(timeout=10)).status == RunStatus.CANCELLED
+
+
+async def test_a_transient_refresh_failure_does_not_stop_the_run(
+    rec: Recorder, store: Store
+) -> None:
+    """Reference §7 item 8: one failed refresh aborted the run. Two failed refreshes in a
+    row still leave the lease alive (TTL 0.6 s, refresh every 0.15 s)."""
+    flaky = CountingStore(store, failing_refreshes=2)
+    release = anyio.Event()
+    rec.on("work", Reply(wait=release))
+    engine = FlowEngine(
+        flaky,  # type: ignore[arg-type]
+        fallback_action=rec,
+        manage_store=False,
+        lease_ttl=TTL,
+        lease_refresh_interval=INTERVAL,
+    )
+    async with engine:
+        handle = await engine.start(parse("workflow w { call work  call after }"))
+        await rec.started("work")
+        with anyio.fail_after(5):
+            while len(flaky.batches) < 4:
+                await anyio.sleep(0.02)
+        release.set()
+        result = await handle.result(timeout=10)
+    assert result.succeeded
+    assert rec.names() == ["work", "after"]
 
 
 def _freeze_then_steal(store: Store, owner: str = "other-engine") -> Any:
