@@ -24,7 +24,10 @@ workflow crashy {
   call workflow notify-child { inputs { ticket = "{{ticket}}" } }
   call implement
   call verify
-  script stamp { run = "echo start script crashy stamp >> {{log}}; echo end script crashy stamp >> {{log}}" }
+  script stamp {
+    run = "echo start script crashy stamp >> {{log}}
+           echo end script crashy stamp >> {{log}}"
+  }
   do {
     max_iterations = 5
     call review

@@ -13,11 +13,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import runkon  # noqa: E402
-from runkon.engine import FlowEngine  # noqa: E402
-from runkon.persistence import SqliteStore  # noqa: E402
+from _crash_flow import CHILD, HANGS, WORKFLOW, LoggingExecutor
 
-from _crash_flow import CHILD, HANGS, WORKFLOW, LoggingExecutor  # noqa: E402
+import runkon
+from runkon.engine import FlowEngine
+from runkon.persistence import SqliteStore
 
 LEASE_TTL = 1.0
 LEASE_REFRESH = 0.3
@@ -37,7 +37,7 @@ async def main(db: str, log: str, run_id_path: str, hang: str) -> None:
         handle = await engine.start(
             runkon.parse_workflow(WORKFLOW, source="crashy.wf"), {"ticket": "T-1", "log": log}
         )
-        Path(run_id_path).write_text(handle.run_id)
+        await anyio.Path(run_id_path).write_text(handle.run_id)
         await handle.result()
 
 

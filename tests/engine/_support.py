@@ -7,11 +7,13 @@ to read back what a run left in the store.
 
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,15 +21,14 @@ import anyio
 import runkon
 from runkon.engine import (
     ActionOutput,
-    FlowEngine,
     ActionParams,
     BaseItemProvider,
     FanOutItem,
+    FlowEngine,
     ProviderContext,
     StepContext,
 )
-from runkon.persistence import EventRecord, StepRecord, Store
-
+from runkon.persistence import EventRecord, StepRecord, Store, WaitingGate
 
 MakeEngine = Callable[..., FlowEngine]
 """The ``make_engine`` fixture: ``make_engine(**FlowEngine_options) -> FlowEngine``."""
@@ -132,7 +133,8 @@ class Recorder:
     # ----------------------------------------------------------------- scripting
 
     def on(self, name: str, *replies: Reply, by: str = "call") -> Recorder:
-        assert replies and by in ("call", "attempt")
+        assert replies
+        assert by in ("call", "attempt")
         self._replies[name] = (replies, by)
         return self
 
@@ -298,6 +300,26 @@ def item(item_id: str, **context: str) -> FanOutItem:
     return FanOutItem(item_id=item_id, item_type="repo", item_ref=f"ref-{item_id}", context=context)
 
 
+async def until(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll ``check()`` (sync or async) until it returns something truthy; return that.
+
+    For conditions outside the engine's events (files a script writes, store state)."""
+    with anyio.fail_after(timeout):
+        while True:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            await anyio.sleep(interval)
+
+
+async def waiting_gates(engine: FlowEngine, run_id: str) -> list[WaitingGate]:
+    """Wait until the run has a gate waiting; return the run's waiting gates."""
+    gates: list[WaitingGate] = await until(lambda: engine.waiting_gates(run_id=run_id))
+    return gates
+
+
 async def steps(store: Store, run_id: str) -> list[StepRecord]:
     return await store.get_steps(run_id)
 
@@ -313,6 +335,11 @@ async def events(store: Store, run_id: str) -> list[EventRecord]:
 
 async def event_types(store: Store, run_id: str) -> list[str]:
     return [e.type for e in await store.read_events(run_id)]
+
+
+def pid_written(path: Path) -> bool:
+    """True once a script has written a pid (a whole line) to ``path``."""
+    return path.exists() and path.read_text().endswith("\n")
 
 
 def pid_alive(pid: int) -> bool:

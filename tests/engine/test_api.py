@@ -15,7 +15,19 @@ from runkon.errors import ExecutionError, StoreClosedError, WorkflowValidationEr
 from runkon.events import CallbackSink, EngineEvent, RunCompleted, StepCompleted
 from runkon.persistence import InMemoryStore, RunStatus, StepStatus, Store
 
-from ._support import FAIL, Items, MakeEngine, Recorder, Reply, event_types, events, item, parse, rows
+from ._support import (
+    FAIL,
+    Items,
+    MakeEngine,
+    Recorder,
+    Reply,
+    event_types,
+    events,
+    item,
+    parse,
+    rows,
+    until,
+)
 
 TWO_STEPS = """
 workflow ship {
@@ -46,7 +58,8 @@ async def test_start_returns_a_handle_and_result_reports_the_outcome(
         assert result.run_id == handle.run_id
         assert result.workflow_name == "ship"
         assert result.error is None
-        assert "plan" in result.summary and "build" in result.summary
+        assert "plan" in result.summary
+        assert "build" in result.summary
         assert result.duration_ms >= 0
         assert rec.names() == ["plan", "build"]
         assert handle.done
@@ -208,7 +221,8 @@ async def test_a_failed_run_is_a_result_not_an_exception(
 
         assert not result.succeeded
         assert result.status == RunStatus.FAILED
-        assert "build" in (result.error or "") and "boom" in (result.error or "")
+        assert "build" in (result.error or "")
+        assert "boom" in (result.error or "")
         assert await rows(store, result.run_id) == [("plan", "completed"), ("build", "failed")]
         [_, build] = await store.get_steps(result.run_id)
         assert "boom" in (build.step_error or "")
@@ -287,9 +301,7 @@ async def test_subscribers_and_sinks_receive_the_stored_events_as_typed_models(
                         live.append(event)
                         if isinstance(event, RunCompleted):
                             break
-            with anyio.fail_after(5):
-                while not any(isinstance(e, RunCompleted) for e in sunk):
-                    await anyio.sleep(0.01)
+            await until(lambda: any(isinstance(e, RunCompleted) for e in sunk))
         return result.run_id
 
     # The leak of each subscription's receive stream is asserted on its own in
@@ -315,10 +327,12 @@ async def test_leaving_a_subscription_leaks_no_stream(make_engine: MakeEngine) -
         return None
 
     async def scenario() -> None:
-        async with make_engine(event_sinks=[CallbackSink(noop)]) as engine:
-            async with engine.events.subscribe() as stream:
-                await engine.run(parse("workflow w { call a }"))
-                assert await stream.receive(timeout=5) is not None
+        async with (
+            make_engine(event_sinks=[CallbackSink(noop)]) as engine,
+            engine.events.subscribe() as stream,
+        ):
+            await engine.run(parse("workflow w { call a }"))
+            assert await stream.receive(timeout=5) is not None
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -328,8 +342,9 @@ async def test_leaving_a_subscription_leaks_no_stream(make_engine: MakeEngine) -
     assert leaks == []
 
 
-async def test_metrics_reported_by_steps_are_totalled(make_engine: MakeEngine, rec: Recorder,
-                                                      store: Store) -> None:
+async def test_metrics_reported_by_steps_are_totalled(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
     async with make_engine() as engine:
         rec.on("a", Reply(metadata={"cost_usd": "0.25", "num_turns": "3", "input_tokens": "100"}))
         rec.on("b", Reply(metadata={"cost_usd": "0.5", "num_turns": "2", "output_tokens": "7"}))

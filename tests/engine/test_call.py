@@ -45,7 +45,8 @@ async def test_exhausted_retries_fail_the_run(
         result = await engine.run(parse("workflow w { call flaky { retries = 1 }  call after }"))
 
     assert result.status == RunStatus.FAILED
-    assert "flaky" in (result.error or "") and "2 attempts" in (result.error or "")
+    assert "flaky" in (result.error or "")
+    assert "2 attempts" in (result.error or "")
     assert rec.names() == ["flaky", "flaky"]  # `after` never runs
 
 
@@ -71,7 +72,8 @@ async def test_on_fail_continue_lets_the_run_go_on_and_the_row_says_so(
     assert lint_rows[-1].status == StepStatus.SKIPPED
     assert "boom" in (lint_rows[-1].step_error or "")
     types = await event_types(store, result.run_id)
-    assert "step_failed" in types and "step_skipped" in types
+    assert "step_failed" in types
+    assert "step_skipped" in types
 
 
 async def test_on_fail_agent_gets_the_failed_step_and_reason_then_the_step_fails(
@@ -90,7 +92,8 @@ async def test_on_fail_agent_gets_the_failed_step_and_reason_then_the_step_fails
         result = await engine.run(wf)
 
     assert result.status == RunStatus.FAILED
-    assert "deploy" in (result.error or "") and "disk full" in (result.error or "")
+    assert "deploy" in (result.error or "")
+    assert "disk full" in (result.error or "")
     assert rec.names() == ["deploy", "deploy", "rollback"]
     [rollback] = rec.of("rollback")
     assert rollback.inputs["failed_step"] == "deploy"
@@ -151,7 +154,8 @@ async def test_options_are_passed_through_to_the_executor(
     assert plan.timeout == 600
     assert plan.dry_run is False
     assert plain.as_identity == "bot"  # the engine default
-    assert plain.output is None and plain.snippets == ()
+    assert plain.output is None
+    assert plain.snippets == ()
     assert schemas == ["task-plan"]
 
 
@@ -178,7 +182,8 @@ async def test_what_an_executor_reports_is_stored_on_the_step(
     assert step.context_out == "2 issues"
     assert json.loads(step.structured_output or "") == {"confidence": 80, "issues": ["a", "b"]}
     assert step.result_text == "reviewed"
-    assert step.started_at is not None and step.ended_at is not None
+    assert step.started_at is not None
+    assert step.ended_at is not None
     [completed] = [e for e in await events(store, result.run_id) if e.type == "step_completed"]
     assert completed.data["markers"] == ["needs_changes", "has_tests"]
 
@@ -187,7 +192,7 @@ async def test_a_call_timeout_interrupts_a_sleeping_executor_and_calls_its_cance
     make_engine: MakeEngine, rec: Recorder, store: Store
 ) -> None:
     rec.on("slow", Reply(delay=30))
-    wf = parse("workflow w { call slow { timeout = \"200ms\" }  call after }")
+    wf = parse('workflow w { call slow { timeout = "200ms" }  call after }')
     async with make_engine() as engine:
         began = time.monotonic()
         result = await engine.run(wf)

@@ -95,7 +95,8 @@ async def test_a_failed_child_fails_the_step_and_retries_start_a_new_child(
         (1, StepStatus.FAILED),
     ]
     children = {s.child_run_id for s in attempts}
-    assert len(children) == 2 and None not in children
+    assert len(children) == 2
+    assert None not in children
     for child_id in children:
         assert (await store.get_run(child_id)).status == RunStatus.FAILED  # type: ignore[arg-type]
 
@@ -103,7 +104,12 @@ async def test_a_failed_child_fails_the_step_and_retries_start_a_new_child(
 async def test_call_workflow_on_fail_continue(make_engine: MakeEngine, rec: Recorder) -> None:
     rec.on("reviewer", FAIL)
     tolerant = parse(
-        'workflow a { call workflow review-pr { on_fail = continue  inputs { pr = "1" } } call next }'
+        """
+        workflow a {
+          call workflow review-pr { on_fail = continue  inputs { pr = "1" } }
+          call next
+        }
+        """
     )
     async with make_engine(workflows=workflows(review=REVIEW)) as engine:
         assert (await engine.run(tolerant)).succeeded
@@ -222,7 +228,8 @@ async def test_cancelling_the_parent_cancels_the_running_child(
     assert "child-cleanup" in rec.names()  # the child's always block ran
     assert "after" not in rec.names()
     [step] = await store.get_steps(result.run_id)
-    assert step.status.is_terminal and step.status != StepStatus.COMPLETED
+    assert step.status.is_terminal
+    assert step.status != StepStatus.COMPLETED
 
 
 async def test_workflows_can_be_a_directory_path(

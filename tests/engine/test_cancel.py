@@ -6,12 +6,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import anyio
 import pytest
 
 from runkon.persistence import ReceiptOutcome, RunStatus, SqliteStore, StepStatus, Store
 
-from ._support import FOREVER, MakeEngine, Recorder, Reply, events, parse, pid_alive
+from ._support import (
+    FOREVER,
+    MakeEngine,
+    Recorder,
+    Reply,
+    events,
+    parse,
+    pid_alive,
+    pid_written,
+    until,
+    waiting_gates,
+)
 
 
 async def test_cancel_run_interrupts_the_executor_at_once_and_runs_always(
@@ -58,6 +68,32 @@ async def test_cancel_run_interrupts_the_executor_at_once_and_runs_always(
     assert stored[-1].data["reason"] == "user pressed stop"
 
 
+async def test_nested_always_blocks_run_on_cancel_too(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    rec.on("work", FOREVER)
+    wf = parse(
+        """
+        workflow w {
+          do {
+            call work
+            always { call nested-cleanup }
+            call never
+          }
+          call after
+          always { call cleanup }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        handle = await engine.start(wf)
+        await rec.started("work")
+        await engine.cancel_run(handle.run_id)
+        result = await handle.result(timeout=10)
+    assert result.status == RunStatus.CANCELLED
+    assert rec.names() == ["work", "nested-cleanup", "cleanup"]
+
+
 async def test_cancel_during_a_long_script_kills_it(
     make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: Path
 ) -> None:
@@ -71,9 +107,7 @@ async def test_cancel_during_a_long_script_kills_it(
     )
     async with make_engine() as engine:
         handle = await engine.start(wf)
-        with anyio.fail_after(10):
-            while not (tmp_path / "sleep.pid").exists() or not (tmp_path / "sleep.pid").read_text():
-                await anyio.sleep(0.01)
+        await until(lambda: pid_written(tmp_path / "sleep.pid"))
         began = time.monotonic()
         await engine.cancel_run(handle.run_id)
         result = await handle.result(timeout=10)
@@ -104,9 +138,7 @@ async def test_cancelling_a_run_waiting_at_a_gate(
     wf = parse('workflow w { gate ok { type = human_approval  timeout = "1h" }  call after }')
     async with make_engine() as engine:
         handle = await engine.start(wf)
-        with anyio.fail_after(10):
-            while not await engine.waiting_gates(run_id=handle.run_id):
-                await anyio.sleep(0.01)
+        await waiting_gates(engine, handle.run_id)
         await engine.cancel_run(handle.run_id)
         result = await handle.result(timeout=10)
         assert await engine.waiting_gates() == []
@@ -132,9 +164,7 @@ async def test_a_cancel_written_to_the_store_reaches_the_run_without_polling(
     assert rec.cancel_requests == [rec.of("work")[0].step_id]
 
 
-async def test_a_cancel_from_another_process_reaches_the_run(
-    rec: Recorder, tmp_path: Path
-) -> None:
+async def test_a_cancel_from_another_process_reaches_the_run(rec: Recorder, tmp_path: Path) -> None:
     """SQLite only: a second connection (as another process would) asks for the cancel;
     the store's change feed delivers it."""
     from runkon.engine import FlowEngine

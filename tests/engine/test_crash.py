@@ -10,7 +10,6 @@ either inside ``fix`` of loop iteration 1 (``loop``) or inside the child workflo
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from runkon.engine import FlowEngine
 from runkon.persistence import RunStatus, SqliteStore
 
 from ._crash_flow import CHILD, HANGS, LoggingExecutor
+from ._support import until
 
 WORKER = Path(__file__).with_name("_crash_worker.py")
 
@@ -82,8 +82,18 @@ def hang_reached(log: Path, hang: str) -> bool:
         pytest.param(
             "child",
             ["plan", "verify"],
-            ["notify", "implement", "verify", "stamp", "review", "fix", "review", "fix", "review",
-             "ship"],
+            [
+                "notify",
+                "implement",
+                "verify",
+                "stamp",
+                "review",
+                "fix",
+                "review",
+                "fix",
+                "review",
+                "ship",
+            ],
             id="killed-in-child",
         ),
     ],
@@ -92,24 +102,25 @@ async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(
     tmp_path: Path, hang: str, done_before: list[str], rerun: list[str]
 ) -> None:
     db, log, run_id_file = tmp_path / "crash.db", tmp_path / "steps.log", tmp_path / "run_id"
-    worker = subprocess.Popen(
+    async with await anyio.open_process(
         [sys.executable, str(WORKER), str(db), str(log), str(run_id_file), hang],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )
-    try:
-        with anyio.fail_after(60):
-            while not hang_reached(log, hang):
-                if worker.poll() is not None:
+    ) as worker:
+        try:
+
+            async def hanging() -> bool:
+                if worker.returncode is not None:
                     assert worker.stderr is not None
-                    pytest.fail(f"worker exited early: {worker.stderr.read().decode()}")
-                await anyio.sleep(0.02)
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=10)
-        assert worker.stderr is not None
-        worker.stderr.close()
+                    errors = b"".join([chunk async for chunk in worker.stderr]).decode()
+                    pytest.fail(f"the worker exited early: {errors}")
+                return hang_reached(log, hang)
+
+            await until(hanging, timeout=60, interval=0.02)
+        finally:
+            worker.kill()  # SIGKILL: no cleanup, no lease release, nothing
+            await worker.wait()
     assert worker.returncode == -signal.SIGKILL
 
     before = entries(log)
@@ -122,9 +133,11 @@ async def test_a_run_killed_with_sigkill_is_completed_by_a_new_engine(
         crashed = await store.get_run(run_id)
         assert crashed.status == RunStatus.RUNNING
         assert crashed.owner_token is not None  # the dead engine still "holds" the lease
-        with anyio.fail_after(10):
-            while run_id not in {r.id for r in await store.list_recoverable_runs()}:
-                await anyio.sleep(0.1)
+
+        async def recoverable() -> bool:
+            return run_id in {r.id for r in await store.list_recoverable_runs()}
+
+        await until(recoverable, interval=0.1)
 
         engine = FlowEngine(
             store,

@@ -105,13 +105,12 @@ async def test_each_item_runs_as_a_child_run_with_item_inputs(
         ("c", True),
     ]
     [(ctx, _, _)] = provider.calls
-    assert ctx.run_id == result.run_id and ctx.step_id == step.id
+    assert ctx.run_id == result.run_id
+    assert ctx.step_id == step.id
     assert ctx.inputs["org"] == "acme"
 
 
-async def test_scope_and_filter_choose_the_items(
-    make_engine: MakeEngine, rec: Recorder
-) -> None:
+async def test_scope_and_filter_choose_the_items(make_engine: MakeEngine, rec: Recorder) -> None:
     provider = Items(
         "repos",
         [

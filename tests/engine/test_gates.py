@@ -12,16 +12,21 @@ from runkon.engine import FlowEngine, GateDecision, GateRequest
 from runkon.errors import InvalidSelectionError
 from runkon.persistence import ReceiptOutcome, RunStatus, StepStatus, Store, WaitingGate
 
-from ._support import Items, MakeEngine, Recorder, Reply, event_types, item, parse, workflows
+from ._support import (
+    Items,
+    MakeEngine,
+    Recorder,
+    Reply,
+    event_types,
+    item,
+    parse,
+    waiting_gates,
+    workflows,
+)
 
 
 async def waiting_gate(engine: FlowEngine, run_id: str) -> WaitingGate:
-    with anyio.fail_after(10):
-        while True:
-            gates = await engine.waiting_gates(run_id=run_id)
-            if gates:
-                return gates[0]
-            await anyio.sleep(0.01)
+    return (await waiting_gates(engine, run_id))[0]
 
 
 APPROVAL = """
@@ -70,7 +75,8 @@ async def test_a_gate_waits_for_approval_and_its_feedback_reaches_later_steps(
     assert gate_row.status == StepStatus.COMPLETED
     assert await engine.waiting_gates() == []
     types = await event_types(store, result.run_id)
-    assert "gate_waiting" in types and "gate_resolved" in types
+    assert "gate_waiting" in types
+    assert "gate_resolved" in types
 
 
 async def test_feedback_without_selections_flows_as_gate_feedback(
@@ -128,9 +134,16 @@ async def test_deciding_a_gate_twice_or_a_gate_that_is_not_waiting(
     assert again.decided_by == "alice"
 
 
-async def test_min_approvals_needs_distinct_approvers(make_engine: MakeEngine, rec: Recorder) -> None:
+async def test_min_approvals_needs_distinct_approvers(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
     wf = parse(
-        "workflow w { gate two { type = pr_approval  min_approvals = 2  timeout = \"1h\" } call merge }"
+        """
+        workflow w {
+          gate two { type = pr_approval  min_approvals = 2  timeout = "1h" }
+          call merge
+        }
+        """
     )
     async with make_engine() as engine:
         handle = await engine.start(wf)
@@ -171,7 +184,9 @@ async def test_a_gate_timeout(
     assert "gate_timed_out" in await event_types(store, result.run_id)
 
 
-async def test_a_gate_resolver_decides_its_gate_type(make_engine: MakeEngine, rec: Recorder) -> None:
+async def test_a_gate_resolver_decides_its_gate_type(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
     seen: list[GateRequest] = []
 
     class ChecksGreen:
@@ -182,12 +197,49 @@ async def test_a_gate_resolver_decides_its_gate_type(make_engine: MakeEngine, re
             await anyio.sleep(0.05)
             return GateDecision(approved=True, feedback="all checks passed", by="ci")
 
-    wf = parse('workflow w { gate ci { type = ci_green  timeout = "1h" }  call merge }')
+    wf = parse(
+        """
+        workflow w {
+          inputs { pr default = "42" }
+          gate ci { type = ci_green  prompt = "PR {{pr}} green?"  as = ci-bot  timeout = "1h" }
+          call merge
+        }
+        """
+    )
     async with make_engine(gate_resolvers=[ChecksGreen()]) as engine:
         result = await engine.run(wf)
     assert result.succeeded
-    assert [g.gate_name for g in seen] == ["ci"]
+    [request] = seen
+    assert (request.gate_name, request.gate_type) == ("ci", "ci_green")
+    assert request.run_id == result.run_id
+    assert request.prompt == "PR 42 green?"
+    assert request.as_identity == "ci-bot"
+    assert request.inputs["pr"] == "42"
+    assert request.deadline_at is not None
     assert rec.of("merge")[0].gate_feedback == "all checks passed"
+
+
+async def test_a_review_decision_gate_hands_its_mode_to_the_resolver(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    seen: list[GateRequest] = []
+
+    class PrReviews:
+        gate_type = "pr_approval"
+
+        async def resolve(self, gate: GateRequest) -> GateDecision | None:
+            seen.append(gate)
+            return GateDecision(approved=False, feedback="changes requested", by="github")
+
+    wf = parse(
+        'workflow w { gate pr_approval { mode = review_decision  timeout = "1h" }  call merge }'
+    )
+    async with make_engine(gate_resolvers=[PrReviews()]) as engine:
+        result = await engine.run(wf)
+    assert result.status == RunStatus.FAILED
+    assert "changes requested" in (result.error or "")
+    assert [g.approval_mode for g in seen] == ["review_decision"]
+    assert rec.calls == []
 
 
 QUALITY = """
@@ -236,7 +288,9 @@ async def test_quality_gate(
 async def test_dry_run_auto_approves_gates_skips_scripts_and_tells_executors(
     make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: object
 ) -> None:
-    child = workflows(sub="workflow sub { call sub-step  script sub-script { run = \"touch sub.txt\" } }")
+    child = workflows(
+        sub='workflow sub { call sub-step  script sub-script { run = "touch sub.txt" } }'
+    )
     provider = Items("repos", [item("a")])
     wf = parse(
         """

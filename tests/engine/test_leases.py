@@ -17,7 +17,7 @@ from runkon.engine import ActionParams, EngineShutdownError, FlowEngine, StepCon
 from runkon.errors import StoreBackendError
 from runkon.persistence import RunStatus, StepStatus, Store
 
-from ._support import FOREVER, MakeEngine, Recorder, Reply, event_types, parse
+from ._support import FOREVER, MakeEngine, Recorder, Reply, event_types, parse, until
 
 TTL = 0.6
 INTERVAL = 0.15
@@ -72,7 +72,8 @@ async def test_one_keeper_refreshes_all_leases_in_one_batch_per_interval(
         now = datetime.now(UTC)
         for run in runs:
             assert run.owner_token == engine.owner
-            assert run.lease_until is not None and run.lease_until > now
+            assert run.lease_until is not None
+            assert run.lease_until > now
         full = [batch for batch in counting.batches if len(batch) == 3]
         assert len(full) >= 3  # refreshed throughout...
         assert len(counting.batches) <= (3 * TTL) / INTERVAL + 2  # ...once per interval
@@ -102,9 +103,7 @@ async def test_a_transient_refresh_failure_does_not_stop_the_run(
     async with engine:
         handle = await engine.start(parse("workflow w { call work  call after }"))
         await rec.started("work")
-        with anyio.fail_after(5):
-            while len(flaky.batches) < 4:
-                await anyio.sleep(0.02)
+        await until(lambda: len(flaky.batches) >= 4)
         release.set()
         result = await handle.result(timeout=10)
     assert result.succeeded

@@ -98,7 +98,9 @@ async def test_min_success_lets_the_block_pass_with_some_failures(
 
 async def test_min_success_not_met_fails_the_block(make_engine: MakeEngine, rec: Recorder) -> None:
     rec.on("b", FAIL).on("c", FAIL)
-    wf = parse("workflow w { parallel { fail_fast = false  min_success = 2  call a  call b  call c } }")
+    wf = parse(
+        "workflow w { parallel { fail_fast = false  min_success = 2  call a  call b  call c } }"
+    )
     async with make_engine() as engine:
         result = await engine.run(wf)
     assert result.status == RunStatus.FAILED

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 import runkon
-from runkon.engine import EngineShutdownError, RunAlreadyOwnedError, WorkflowResult
+from runkon.engine import EngineShutdownError, FlowEngine, RunAlreadyOwnedError, WorkflowResult
 from runkon.persistence import FanOutItemStatus, RunStatus, StepStatus, Store
 
 from ._support import (
@@ -28,6 +28,7 @@ from ._support import (
     events,
     item,
     parse,
+    waiting_gates,
     workflows,
 )
 
@@ -88,7 +89,9 @@ async def test_run_resumed_counts_the_steps_it_skips(
     """``run_resumed.skipped_steps``: only ``a`` is skipped; ``b`` (interrupted, its row
     recorded failed) runs again and must not be counted as skipped."""
     rec.on("b", FOREVER)
-    run_id = await interrupt(make_engine, rec, parse("workflow w { call a  call b  call c }"), at="b")
+    run_id = await interrupt(
+        make_engine, rec, parse("workflow w { call a  call b  call c }"), at="b"
+    )
     again, _ = await resume(make_engine, run_id)
     assert again.names() == ["b", "c"]
     [resumed] = [e for e in await events(store, run_id) if e.type == "run_resumed"]
@@ -370,9 +373,7 @@ async def test_a_foreach_item_left_running_is_run_again_on_resume(
     assert set(rows.values()) == {FanOutItemStatus.COMPLETED}
 
 
-async def test_gate_feedback_is_restored_on_resume(
-    make_engine: MakeEngine, rec: Recorder
-) -> None:
+async def test_gate_feedback_is_restored_on_resume(make_engine: MakeEngine, rec: Recorder) -> None:
     rec.on("implement", FOREVER)
     wf = parse(
         """
@@ -384,9 +385,7 @@ async def test_gate_feedback_is_restored_on_resume(
     )
     async with make_engine() as engine:
         handle = await engine.start(wf)
-        with anyio.fail_after(10):
-            while not await engine.waiting_gates(run_id=handle.run_id):
-                await anyio.sleep(0.01)
+        await waiting_gates(engine, handle.run_id)
         await engine.approve_gate(handle.run_id, "answers", by="ann", feedback="use plan B")
         await rec.started("implement")
     with pytest.raises(EngineShutdownError):
@@ -413,9 +412,7 @@ async def test_a_waiting_gate_keeps_its_absolute_deadline_across_a_resume(
     )
     async with make_engine() as engine:
         handle = await engine.start(wf)
-        with anyio.fail_after(10):
-            while not (gates := await engine.waiting_gates(run_id=handle.run_id)):
-                await anyio.sleep(0.01)
+        gates = await waiting_gates(engine, handle.run_id)
     with pytest.raises(EngineShutdownError):
         await handle.result(timeout=5)
     deadline = gates[0].deadline_at
@@ -437,9 +434,7 @@ async def test_a_gate_approved_while_no_engine_ran_is_honoured_on_resume(
     wf = parse('workflow w { gate ok { type = human_approval  timeout = "1h" }  call after }')
     async with make_engine() as engine:
         handle = await engine.start(wf)
-        with anyio.fail_after(10):
-            while not await engine.waiting_gates(run_id=handle.run_id):
-                await anyio.sleep(0.01)
+        await waiting_gates(engine, handle.run_id)
     with pytest.raises(EngineShutdownError):
         await handle.result(timeout=5)
 
@@ -521,11 +516,8 @@ async def test_a_gate_in_a_loop_waits_again_in_each_iteration_also_after_a_resum
         """
     )
 
-    async def waiting(engine: object, run_id: str) -> str:
-        with anyio.fail_after(10):
-            while not (gates := await engine.waiting_gates(run_id=run_id)):  # type: ignore[attr-defined]
-                await anyio.sleep(0.01)
-        return gates[0].step_id
+    async def waiting(engine: FlowEngine, run_id: str) -> str:
+        return (await waiting_gates(engine, run_id))[0].step_id
 
     async with make_engine() as engine:
         handle = await engine.start(wf)

@@ -16,12 +16,10 @@ EXTRAS = """<<<FLOW_OUTPUT>>>
 """
 
 
-async def test_executors_get_the_engine_variables(
-    make_engine: MakeEngine, rec: Recorder
-) -> None:
+async def test_executors_get_the_engine_variables(make_engine: MakeEngine, rec: Recorder) -> None:
     rec.on("a", Reply(context="ctx of a", structured={"plan": [1, 2]}))
     rec.on("b", Reply(context="ctx of b"))
-    wf = parse("workflow flow-x { inputs { who default = \"me\" }  call a  call b  call c }")
+    wf = parse('workflow flow-x { inputs { who default = "me" }  call a  call b  call c }')
     async with make_engine() as engine:
         result = await engine.run(wf)
 
@@ -48,7 +46,9 @@ async def test_flow_output_extras_become_variables_for_later_steps(
         workflow w {
           script make-branch { run = "cat extras.txt" }
           call push
-          script use { run = "printf '%s|%s|%s' {{branch_name}} {{count}} {{workflow_run_id}} > used.txt" }
+          script use {
+            run = "printf '%s|%s|%s' {{branch_name}} {{count}} {{workflow_run_id}} > used.txt"
+          }
         }
         """
     )
