@@ -28,6 +28,7 @@ _lock = threading.Lock()
 _last_ms = -1
 _last_random = 0
 _time_text = ""
+_random_text = ""
 
 
 def _encode_time(ms: int) -> str:
@@ -56,17 +57,26 @@ def new_ulid() -> str:
     If the random part would overflow within one millisecond (2**80 ids), the time part
     is advanced by one millisecond instead; ids stay unique and ordered.
     """
-    global _last_ms, _last_random, _time_text
-    with _lock:
+    global _last_ms, _last_random, _time_text, _random_text
+    _lock.acquire()  # not `with`: the context-manager protocol costs more than the work
+    try:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms = now_ms
             _last_random = random.getrandbits(_RANDOM_BITS)
             _time_text = _encode_time(now_ms)
+            _random_text = _encode_random(_last_random)
         elif _last_random < _RANDOM_MAX:
             _last_random += 1
+            if _last_random & 1023:  # no carry: only the last two characters change
+                _random_text = _random_text[:14] + _PAIRS[_last_random & 1023]
+            else:
+                _random_text = _encode_random(_last_random)
         else:  # pragma: no cover - needs 2**80 ids in one millisecond
             _last_ms += 1
             _last_random = 0
             _time_text = _encode_time(_last_ms)
-        return _time_text + _encode_random(_last_random)
+            _random_text = _encode_random(0)
+        return _time_text + _random_text
+    finally:
+        _lock.release()

@@ -56,6 +56,8 @@ from runkon.persistence._time import seconds_from, truncate_ms, utc_now
 
 __all__ = ["InMemoryStore"]
 
+_GATE = StepRole.GATE  # enum member lookups cost ~0.15 µs on 3.11; the step path uses this
+
 
 @dataclass(slots=True)
 class _GateState:
@@ -351,11 +353,13 @@ class InMemoryStore:
             raise StoreClosedError("InMemoryStore")
         now = utc_now()
         step = rules.new_step_record(new_step, new_ulid(), now)
-        self._fenced_run(step.run_id, generation)
+        run = self._runs.get(step.run_id)
+        if run is None or run.generation != generation:  # the fence, inlined: hot path
+            self._fenced_run(step.run_id, generation)
         staged = self._stage_events(step.run_id, events, now) if events else None
         self._steps[step.id] = step
         self._run_steps[step.run_id].append(step.id)
-        if step.role is StepRole.GATE:
+        if step.role is _GATE:
             self._gates[step.id] = _GateState("", None, (), 1, None)
             self._track_waiting(step)
         if staged:
@@ -373,13 +377,17 @@ class InMemoryStore:
         """Change a step, fenced; a terminal step is never changed."""
         if not self._open:
             raise StoreClosedError("InMemoryStore")
-        step = self._step(step_id)
-        self._fenced_run(step.run_id, generation)
+        step = self._steps.get(step_id)
+        if step is None:
+            raise UnknownStepError(step_id)
+        run = self._runs[step.run_id]
+        if run.generation != generation:  # the fence, inlined: hot path
+            self._fenced_run(step.run_id, generation)
         now = utc_now()
         updated = rules.apply_step_update(step, update, now)
         staged = self._stage_events(step.run_id, events, now) if events else None
         self._steps[step_id] = updated
-        if updated.role is StepRole.GATE:
+        if updated.role is _GATE:
             self._track_waiting(updated)
         if staged:
             self._commit(staged)

@@ -80,6 +80,14 @@ def event_data(event: NewEvent) -> tuple[str, dict[str, Any]]:
     return text, data
 
 
+# Step statuses as plain tuples: ``in`` on a tuple compares by identity first, while a
+# frozenset of enum members calls Enum.__hash__ (Python code) on every lookup. Hot path.
+_STARTABLE = (StepStatus.RUNNING, StepStatus.PENDING, StepStatus.WAITING)
+_STARTING = (StepStatus.RUNNING, StepStatus.WAITING)
+_TERMINAL = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.TIMED_OUT)
+_PENDING = StepStatus.PENDING
+
+
 def step_status(status: StepStatus | str) -> StepStatus:
     """``status`` as a :class:`StepStatus` (a plain string is converted; hot path)."""
     return status if status.__class__ is StepStatus else StepStatus(status)
@@ -92,31 +100,32 @@ def new_step_record(new_step: NewStep, step_id: str, now: datetime) -> StepRecor
         ValueError: the status is not pending, running or waiting, or the role is unknown.
     """
     status = step_status(new_step.status)
-    if status not in STARTABLE_STEP_STATUSES:
+    if status not in _STARTABLE:
         raise ValueError(f"a new step starts pending, running or waiting, not {status.value!r}")
     role = new_step.role
+    # Positional, in StepRecord's field order: this runs on every step write.
     return StepRecord(
-        id=step_id,
-        run_id=new_step.run_id,
-        step_name=new_step.step_name,
-        role=role if role.__class__ is StepRole else StepRole(role),
-        status=status,
-        position=new_step.position,
-        iteration=new_step.iteration,
-        retry_count=new_step.retry_count,
-        started_at=None if status is StepStatus.PENDING else now,
-        ended_at=None,
-        child_run_id=None,
-        result_text=None,
-        context_out=None,
-        markers_out=(),
-        structured_output=None,
-        step_error=None,
-        parallel_group_id=new_step.parallel_group_id,
-        resume_key=new_step.resume_key,
-        kind=new_step.kind,
-        gate_type=None,
-        gate_feedback=None,
+        step_id,  # id
+        new_step.run_id,
+        new_step.step_name,
+        role if role.__class__ is StepRole else StepRole(role),
+        status,
+        new_step.position,
+        new_step.iteration,
+        new_step.retry_count,
+        None if status is _PENDING else now,  # started_at
+        None,  # ended_at
+        None,  # child_run_id
+        None,  # result_text
+        None,  # context_out
+        (),  # markers_out
+        None,  # structured_output
+        None,  # step_error
+        new_step.parallel_group_id,
+        new_step.resume_key,
+        new_step.kind,
+        None,  # gate_type
+        None,  # gate_feedback
     )
 
 
@@ -129,35 +138,32 @@ def apply_step_update(step: StepRecord, update: StepUpdate, now: datetime) -> St
         InvalidTransitionError: the step is already terminal.
     """
     status = step_status(update.status)
-    check_step_writable(step.id, step.status, status)
+    if step.status in _TERMINAL:
+        raise InvalidTransitionError("step", step.id, current=step.status, requested=status)
+    markers = update.markers_out
+    # Positional, in StepRecord's field order: this runs on every step write.
     return StepRecord(
-        id=step.id,
-        run_id=step.run_id,
-        step_name=step.step_name,
-        role=step.role,
-        status=status,
-        position=step.position,
-        iteration=step.iteration,
-        retry_count=step.retry_count if update.retry_count is None else update.retry_count,
-        started_at=(
-            step.started_at or now
-            if status is StepStatus.RUNNING or status is StepStatus.WAITING
-            else step.started_at
-        ),
-        ended_at=now if status in TERMINAL_STEP_STATUSES else step.ended_at,
-        child_run_id=step.child_run_id if update.child_run_id is None else update.child_run_id,
-        result_text=step.result_text if update.result_text is None else update.result_text,
-        context_out=step.context_out if update.context_out is None else update.context_out,
-        markers_out=step.markers_out if update.markers_out is None else tuple(update.markers_out),
-        structured_output=(
-            step.structured_output if update.structured_output is None else update.structured_output
-        ),
-        step_error=step.step_error if update.step_error is None else update.step_error,
-        parallel_group_id=step.parallel_group_id,
-        resume_key=step.resume_key,
-        kind=step.kind,
-        gate_type=step.gate_type,
-        gate_feedback=step.gate_feedback,
+        step.id,
+        step.run_id,
+        step.step_name,
+        step.role,
+        status,
+        step.position,
+        step.iteration,
+        step.retry_count if update.retry_count is None else update.retry_count,
+        step.started_at or now if status in _STARTING else step.started_at,
+        now if status in _TERMINAL else step.ended_at,
+        step.child_run_id if update.child_run_id is None else update.child_run_id,
+        step.result_text if update.result_text is None else update.result_text,
+        step.context_out if update.context_out is None else update.context_out,
+        step.markers_out if markers is None else tuple(markers),
+        step.structured_output if update.structured_output is None else update.structured_output,
+        step.step_error if update.step_error is None else update.step_error,
+        step.parallel_group_id,
+        step.resume_key,
+        step.kind,
+        step.gate_type,
+        step.gate_feedback,
     )
 
 
