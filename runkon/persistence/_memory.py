@@ -70,7 +70,6 @@ class _GateState:
     deadline_at: datetime | None
     approvals: dict[str, GateApproval] = field(default_factory=dict)
     decided_by: str | None = None
-    decided_at: datetime | None = None
     selections: tuple[str, ...] | None = None
 
 
@@ -184,7 +183,7 @@ class InMemoryStore:
             result_summary=None,
             error=None,
             definition_snapshot=new_run.definition_snapshot,
-            inputs=rules.as_mapping(new_run.inputs) or {},
+            inputs=rules.string_map(new_run.inputs, "run inputs"),
             workflow_title=new_run.workflow_title,
             iteration=new_run.iteration,
             depth=new_run.depth,
@@ -430,7 +429,7 @@ class InMemoryStore:
         if step is None or step.run_id != run_id:
             raise UnknownStepError(step_id)
         self._fenced_run(run_id, generation)
-        contexts = [rules.as_mapping(item.context) or {} for item in items]
+        contexts = [rules.string_map(item.context, "fan-out item context") for item in items]
         staged = self._stage_events(run_id, events, utc_now())
         index = self._step_items.setdefault(step_id, {})
         results = []
@@ -576,7 +575,7 @@ class InMemoryStore:
             run_id=step.run_id,
             decision=decision,
             decided_by=gate.decided_by,
-            decided_at=gate.decided_at,
+            decided_at=step.ended_at,
             approvals=len(gate.approvals),
             approvals_needed=gate.min_approvals,
         )
@@ -674,7 +673,7 @@ class InMemoryStore:
         )
         self._steps[step.id] = decided
         self._track_waiting(decided)
-        gate.decided_by, gate.decided_at, gate.selections = by, now, selections
+        gate.decided_by, gate.selections = by, selections
         if approvals is not None:
             gate.approvals = approvals
         run = self._runs[step.run_id]
@@ -712,7 +711,7 @@ class InMemoryStore:
             opened_at=step.started_at,
             decision=decision,
             decided_by=gate.decided_by,
-            decided_at=gate.decided_at if decision is not None else None,
+            decided_at=step.ended_at if decision is not None else None,
             feedback=step.gate_feedback,
             selections=gate.selections,
             approvals=tuple(gate.approvals.values()),

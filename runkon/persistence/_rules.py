@@ -333,6 +333,19 @@ def cancellation_event(reason: str | None, by: str | None) -> NewEvent:
     return NewEvent(CANCELLATION_REQUESTED, {"reason": reason, "by": by})
 
 
+def string_map(value: Mapping[str, str], what: str) -> dict[str, str]:
+    """A detached copy of a map of strings (run inputs, fan-out context).
+
+    Raises:
+        TypeError: a key or value is not a string (it could not be read back).
+    """
+    copied = dict(value)
+    for key, item in copied.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{what} must map strings to strings, got {key!r}: {item!r}")
+    return copied
+
+
 def as_mapping(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A detached, JSON-checked copy of a JSON object (None stays None)."""
     if value is None:

@@ -53,11 +53,9 @@ from runkon.persistence._records import (
     RunRecord,
     RunStatus,
     StepRecord,
-    StepStatus,
     StepUpdate,
     WaitingGate,
 )
-from runkon.persistence._rules import STARTABLE_STEP_STATUSES
 from runkon.persistence._sqlite_conn import Connections
 from runkon.persistence._time import truncate_ms, utc_now
 
@@ -128,9 +126,12 @@ class SqliteStore:
 
     async def aclose(self) -> None:
         """Close the store: notification streams end, the connections close."""
+        feed = self._feed_task
         self._hub.close()
         self._stop_feed()
         await self._conns.close()
+        if feed is not None:
+            await asyncio.wait([feed])  # it was cancelled; let it finish before we return
 
     async def _call(
         self,
@@ -237,10 +238,6 @@ class SqliteStore:
         self, new_step: NewStep, *, generation: int, events: Sequence[NewEvent] = ()
     ) -> StepRecord:
         """Record a new step, fenced (see ``Store.insert_step``)."""
-        if StepStatus(new_step.status) not in STARTABLE_STEP_STATUSES:
-            raise ValueError(
-                f"a new step starts pending, running or waiting, not {new_step.status!r}"
-            )
         return await self._write(ops.insert_step, new_step, generation, events)
 
     async def update_step(

@@ -119,6 +119,9 @@ class Connections:
                     await worker.close()
             except sqlite3.Error as exc:
                 raise map_error(self._path, exc) from exc
+            finally:
+                if checkpoint is not None:
+                    await asyncio.wait([checkpoint])
 
     async def run(
         self,

@@ -237,7 +237,7 @@ def create_run(
 ) -> Committed[RunRecord]:
     """Insert a pending run at generation 0."""
     now = utc_now()
-    inputs = rules.as_mapping(new_run.inputs) or {}
+    inputs = rules.string_map(new_run.inputs, "run inputs")
     run = RunRecord(
         id=new_ulid(),
         workflow_name=new_run.workflow_name,
@@ -595,7 +595,7 @@ def insert_fan_out_items(
 ) -> Committed[list[FanOutItemRecord]]:
     """Insert foreach items; a duplicate returns the existing row."""
     now = utc_now()
-    contexts = [rules.as_mapping(item.context) or {} for item in items]
+    contexts = [rules.string_map(item.context, "fan-out item context") for item in items]
     results = []
     with _write(conn):
         row = conn.execute(
@@ -851,8 +851,9 @@ def approve_gate(
     with _write(conn):
         gate = _gate_row(conn, step_id)
         receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None or gate is None:
-            return Committed(receipt or GateReceipt(ReceiptOutcome.UNKNOWN, step_id))
+        if receipt is not None:
+            return Committed(receipt)
+        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
         options = rows.parse_options(step_id, gate["gate_options"])
         chosen = rules.check_selections(step_id, options, selections)
         inserted = conn.execute(
@@ -906,8 +907,9 @@ def reject_gate(
     with _write(conn):
         gate = _gate_row(conn, step_id)
         receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None or gate is None:
-            return Committed(receipt or GateReceipt(ReceiptOutcome.UNKNOWN, step_id))
+        if receipt is not None:
+            return Committed(receipt)
+        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
         return _decide(
             conn,
             origin,
@@ -930,8 +932,9 @@ def time_out_gate(
         if gate is not None:
             _fence(conn, gate["workflow_run_id"], generation)
         receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None or gate is None:
-            return Committed(receipt or GateReceipt(ReceiptOutcome.UNKNOWN, step_id))
+        if receipt is not None:
+            return Committed(receipt)
+        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
         return _decide(
             conn,
             origin,

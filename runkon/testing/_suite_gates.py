@@ -15,6 +15,7 @@ from runkon.persistence import (
     ReceiptOutcome,
     RunStatus,
     StepStatus,
+    StepUpdate,
     Store,
 )
 from runkon.testing._harness import StoreHarness
@@ -150,6 +151,27 @@ async def timeout_resolves_the_gate(h: StoreHarness) -> None:
     assert [e.type for e in await store.read_events(run.id)] == ["gate_timed_out"]
     missing = await store.time_out_gate("01NOSUCHGATE000000000000000", generation=gen)
     assert missing.outcome is ReceiptOutcome.UNKNOWN
+
+
+async def gate_finished_by_the_engine_reads_as_decided(h: StoreHarness) -> None:
+    """A gate step the engine finished with update_step reads as decided by nobody."""
+    store = h.store
+    run, gen = await leased_run(store)
+    gate = await store.open_gate(new_gate(run.id), generation=gen)
+    failed = await store.update_step(
+        gate.step_id,
+        StepUpdate(StepStatus.FAILED, step_error="options did not resolve"),
+        generation=gen,
+    )
+    stored = await store.get_gate(gate.step_id)
+    assert (stored.decision, stored.decided_by) == (GateDecision.REJECTED, None)
+    assert stored.decided_at == failed.ended_at
+    receipt = await store.approve_gate(gate.step_id, by="alice")
+    assert (receipt.outcome, receipt.decided_at) == (
+        ReceiptOutcome.ALREADY_RESOLVED,
+        failed.ended_at,
+    )
+    assert await store.list_waiting_gates() == []
 
 
 async def concurrent_decisions_have_one_winner(h: StoreHarness) -> None:
@@ -345,6 +367,7 @@ CHECKS = [
     approval_resolves_the_gate,
     rejection_resolves_the_gate,
     timeout_resolves_the_gate,
+    gate_finished_by_the_engine_reads_as_decided,
     concurrent_decisions_have_one_winner,
     quorum_needs_distinct_approvers,
     invalid_selections_change_nothing,

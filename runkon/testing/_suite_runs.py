@@ -73,6 +73,25 @@ async def create_run_starts_pending(h: StoreHarness) -> None:
     )
 
 
+async def string_maps_hold_only_strings(h: StoreHarness) -> None:
+    """Run inputs and fan-out contexts that are not all strings are refused, nothing written."""
+    store = h.store
+    await raises(TypeError, store.create_run(NewRun("wf", inputs={"n": 1})))  # type: ignore[dict-item]
+    assert await store.list_runs() == []
+    run, gen = await leased_run(store)
+    step = await store.insert_step(NewStep(run.id, "each", StepRole.FOREACH, 0), generation=gen)
+    await raises(
+        TypeError,
+        store.insert_fan_out_items(
+            step.id,
+            [NewFanOutItem("t", "1"), NewFanOutItem("t", "2", context={"k": None})],  # type: ignore[dict-item]
+            run_id=run.id,
+            generation=gen,
+        ),
+    )
+    assert await store.get_fan_out_items(step.id) == []
+
+
 async def records_are_immutable(h: StoreHarness) -> None:
     """Records handed out by the store cannot be modified in place."""
     run = await h.store.create_run(NewRun("wf"))
@@ -547,6 +566,7 @@ async def lease_times_are_utc_datetimes(h: StoreHarness) -> None:
 
 CHECKS = [
     create_run_starts_pending,
+    string_maps_hold_only_strings,
     records_are_immutable,
     list_runs_filters_newest_first,
     terminal_run_is_final,
