@@ -22,7 +22,7 @@ from runkon.errors import (
 )
 from runkon.persistence import _rules as rules
 from runkon.persistence._ids import new_ulid
-from runkon.persistence._notify import NotificationHub, Subscription, call_listeners
+from runkon.persistence._notify import EventListeners, NotificationHub, Subscription
 from runkon.persistence._protocol import EventListener
 from runkon.persistence._records import (
     ACTIVE_RUN_STATUSES,
@@ -92,7 +92,7 @@ class InMemoryStore:
         self._items: dict[str, FanOutItemRecord] = {}
         self._step_items: dict[str, dict[tuple[str, str], str]] = {}
         self._events: dict[str, list[EventRecord]] = {}
-        self._listeners: list[EventListener] = []
+        self._listeners = EventListeners()
         self._hub = NotificationHub()
 
     def __repr__(self) -> str:
@@ -159,7 +159,7 @@ class InMemoryStore:
         """Store staged events, then tell listeners and subscribers (after the 'commit')."""
         if staged:
             self._events.setdefault(staged[0].run_id, []).extend(staged)
-            call_listeners(self._listeners, staged)
+            self._listeners.publish(staged)
         for note in notes:
             self._hub.publish(note)
         return staged
@@ -786,13 +786,7 @@ class InMemoryStore:
 
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with each committed batch of events; returns the remover."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     # ------------------------------------------------------------------ notifications
 

@@ -20,20 +20,36 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from runkon.persistence._records import EventRecord, Notification
 
-__all__ = ["NotificationHub", "Subscription", "call_listeners"]
+__all__ = ["EventListeners", "NotificationHub", "Subscription"]
 
 _log = structlog.get_logger("runkon.persistence")
 
 
-def call_listeners(
-    listeners: Sequence[Callable[[Sequence[EventRecord]], None]], events: Sequence[EventRecord]
-) -> None:
-    """Hand committed ``events`` to every listener; a failing listener is logged and skipped."""
-    for listener in list(listeners):
-        try:
-            listener(events)
-        except Exception:
-            _log.exception("event_listener_failed", run_id=events[0].run_id, listener=listener)
+class EventListeners:
+    """The event listeners of one store: called after each commit that appended events."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[Sequence[EventRecord]], None]] = []
+
+    def add(self, listener: Callable[[Sequence[EventRecord]], None]) -> Callable[[], None]:
+        """Register ``listener``; return a function that removes it (idempotent)."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def publish(self, events: Sequence[EventRecord]) -> None:
+        """Hand committed ``events`` to every listener; a failing one is logged and skipped."""
+        for listener in list(self._listeners):
+            try:
+                listener(events)
+            except Exception:
+                _log.exception("event_listener_failed", run_id=events[0].run_id, listener=listener)
 
 
 async def _already_ready() -> None:

@@ -14,7 +14,6 @@ from typing import Any
 from runkon.errors import InvalidSelectionError, InvalidTransitionError
 from runkon.persistence._records import (
     TERMINAL_RUN_STATUSES,
-    TERMINAL_STEP_STATUSES,
     GateDecision,
     GateOption,
     NewEvent,
@@ -33,16 +32,26 @@ __all__ = [
     "GATE_APPROVAL_RECORDED",
     "GATE_RESOLVED",
     "GATE_TIMED_OUT",
+    "STATUS_BY_DECISION",
+    "apply_step_update",
+    "approval_recorded_event",
+    "as_mapping",
     "blocked_on_for_gate",
+    "cancellation_event",
     "check_gate_options",
+    "check_run_not_finished",
     "check_run_transition",
     "check_selections",
-    "check_step_writable",
     "decision_for_status",
     "dump_json",
+    "event_data",
+    "gate_resolved_event",
     "join_feedback",
     "lease_claimable",
+    "new_step_record",
     "resolved_run_status",
+    "step_status",
+    "string_map",
 ]
 
 # Event types the store appends itself (the engine's event layer gives them models).
@@ -51,7 +60,6 @@ GATE_TIMED_OUT = "gate_timed_out"
 GATE_APPROVAL_RECORDED = "gate_approval_recorded"
 CANCELLATION_REQUESTED = "cancellation_requested"
 
-STARTABLE_STEP_STATUSES = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING})
 
 _DECISION_BY_STATUS = {
     StepStatus.COMPLETED: GateDecision.APPROVED,
@@ -189,16 +197,6 @@ def check_run_not_finished(run_id: str, current: RunStatus, requested: RunStatus
     """
     if current in TERMINAL_RUN_STATUSES:
         raise InvalidTransitionError("run", run_id, current=current, requested=requested)
-
-
-def check_step_writable(step_id: str, current: StepStatus, requested: StepStatus) -> None:
-    """Refuse changing a terminal step.
-
-    Raises:
-        InvalidTransitionError: the step is terminal.
-    """
-    if current in TERMINAL_STEP_STATUSES:
-        raise InvalidTransitionError("step", step_id, current=current, requested=requested)
 
 
 def lease_claimable(

@@ -2,7 +2,8 @@
 
 Design notes:
 
-- **One transaction per call.** Every store call is one function of :mod:`._sqlite_ops`,
+- **One transaction per call.** Every store call is one function of :mod:`._sqlite_ops` or
+  :mod:`._sqlite_gates`,
   run inline when the database lock is free and on aiosqlite's worker thread when it is
   not (see :mod:`._sqlite_conn` for why and how).
 - **Writes are not abandoned.** A call on the worker is shielded from cancellation, so a
@@ -34,9 +35,10 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 import structlog
 
 from runkon.errors import StoreClosedError, StoreError
+from runkon.persistence import _sqlite_gates as gates
 from runkon.persistence import _sqlite_ops as ops
 from runkon.persistence._ids import new_ulid
-from runkon.persistence._notify import NotificationHub, Subscription, call_listeners
+from runkon.persistence._notify import EventListeners, NotificationHub, Subscription
 from runkon.persistence._protocol import EventListener
 from runkon.persistence._records import (
     EventRecord,
@@ -57,6 +59,7 @@ from runkon.persistence._records import (
     WaitingGate,
 )
 from runkon.persistence._sqlite_conn import Connections
+from runkon.persistence._sqlite_tx import Committed
 from runkon.persistence._time import truncate_ms, utc_now
 
 __all__ = ["SqliteStore"]
@@ -95,7 +98,7 @@ class SqliteStore:
         self._notify_interval = notify_interval
         self._conns = Connections(self._path, busy_timeout, repr(self))
         self._origin = new_ulid()
-        self._listeners: list[EventListener] = []
+        self._listeners = EventListeners()
         self._hub = NotificationHub(on_active=self._feed_active, ready=self._feed_ready)
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_started = asyncio.Event()
@@ -144,7 +147,7 @@ class SqliteStore:
 
     async def _write(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, _P], ops.Committed[_T]],
+        fn: Callable[Concatenate[sqlite3.Connection, _P], Committed[_T]],
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
@@ -152,7 +155,7 @@ class SqliteStore:
         committed = await self._conns.run(fn, *args, **kwargs)
         self._conns.count_write()
         if committed.events:
-            call_listeners(self._listeners, committed.events)
+            self._listeners.publish(committed.events)
         for note in committed.notes:
             self._hub.publish(note)
         return committed.result
@@ -298,7 +301,7 @@ class SqliteStore:
         self, new_gate: NewGate, *, generation: int, events: Sequence[NewEvent] = ()
     ) -> GateRecord:
         """Insert a waiting gate step and block its run on it, fenced."""
-        return await self._write(ops.open_gate, new_gate, generation, events)
+        return await self._write(gates.open_gate, new_gate, generation, events)
 
     async def approve_gate(
         self,
@@ -309,21 +312,23 @@ class SqliteStore:
         selections: Sequence[str] | None = None,
     ) -> GateReceipt:
         """Record an approval; resolve the gate when the quorum is reached."""
-        return await self._write(ops.approve_gate, self._origin, step_id, by, feedback, selections)
+        return await self._write(
+            gates.approve_gate, self._origin, step_id, by, feedback, selections
+        )
 
     async def reject_gate(
         self, step_id: str, *, by: str, feedback: str | None = None
     ) -> GateReceipt:
         """Resolve the gate as rejected (one compare-and-set)."""
-        return await self._write(ops.reject_gate, self._origin, step_id, by, feedback)
+        return await self._write(gates.reject_gate, self._origin, step_id, by, feedback)
 
     async def time_out_gate(self, step_id: str, *, generation: int) -> GateReceipt:
         """Resolve the gate as timed out, fenced (one compare-and-set)."""
-        return await self._write(ops.time_out_gate, self._origin, step_id, generation)
+        return await self._write(gates.time_out_gate, self._origin, step_id, generation)
 
     async def get_gate(self, step_id: str) -> GateRecord:
         """Return the gate with its decision and approvals."""
-        return await self._call(ops.get_gate, step_id)
+        return await self._call(gates.get_gate, step_id)
 
     async def list_waiting_gates(
         self,
@@ -334,7 +339,7 @@ class SqliteStore:
         limit: int | None = None,
     ) -> list[WaitingGate]:
         """Waiting gates across runs, earliest deadline first (no deadline last)."""
-        return await self._call(ops.list_waiting_gates, run_id, workflow_name, gate_type, limit)
+        return await self._call(gates.list_waiting_gates, run_id, workflow_name, gate_type, limit)
 
     # ------------------------------------------------------------------ events
 
@@ -352,13 +357,7 @@ class SqliteStore:
 
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with each committed batch of events; returns the remover."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     # ------------------------------------------------------------------ notifications
 

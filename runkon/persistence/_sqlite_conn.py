@@ -1,6 +1,7 @@
 """The SQLite store's two connections, and the mapping of ``sqlite3`` errors.
 
-A store call is one function of :mod:`._sqlite_ops` (a whole transaction). It runs:
+A store call is one function of :mod:`._sqlite_ops` or :mod:`._sqlite_gates` (a whole
+transaction). It runs:
 
 1. **Inline first**, on the event loop thread, through a plain ``sqlite3`` connection
    whose busy timeout is 0 and whose automatic checkpoints are off. Such a call never

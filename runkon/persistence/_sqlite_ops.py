@@ -1,23 +1,17 @@
-"""The SQLite store's operations: one synchronous function per store call.
+"""The SQLite store's operations (all but gates): one synchronous function per store call.
 
-Each function runs whole on the connection's worker thread, so a call costs one thread
-hop however many statements it runs. Writes are one ``BEGIN IMMEDIATE`` transaction:
-the fencing check, the write, its events and its notification row commit together or
-not at all. Functions raise runkon errors for refused writes (rolling back) and let
-``sqlite3`` errors through; the async shell maps those.
-
-Write functions return a :class:`Committed`: the result plus the events and
-notifications to hand out after the commit.
+Each function is one transaction run whole on one connection, inline or on the worker
+thread (see :mod:`._sqlite_conn`). Writes are one ``BEGIN IMMEDIATE`` transaction (see
+:mod:`._sqlite_tx`). Functions raise runkon errors for refused writes (rolling back) and
+let ``sqlite3`` errors through; the connection layer maps those.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from runkon.errors import (
     LeaseLostError,
@@ -36,24 +30,17 @@ from runkon.persistence._records import (
     FanOutItemRecord,
     FanOutItemStatus,
     FanOutItemUpdate,
-    GateApproval,
     GateDecision,
-    GateReceipt,
-    GateRecord,
     NewEvent,
     NewFanOutItem,
-    NewGate,
     NewRun,
     NewStep,
     Notification,
     NotificationKind,
-    ReceiptOutcome,
     RunRecord,
     RunStatus,
     StepRecord,
-    StepStatus,
     StepUpdate,
-    WaitingGate,
 )
 from runkon.persistence._schema import (
     CANONICAL_SCHEMA_DDL,
@@ -61,130 +48,19 @@ from runkon.persistence._schema import (
     MIGRATIONS,
     SCHEMA_VERSION_DDL,
 )
-from runkon.persistence._time import format_ts, parse_ts, seconds_from, utc_now
-
-_T = TypeVar("_T")
-
-NOTIFICATION_RETENTION = timedelta(hours=1)
-"""Notification rows older than this are pruned (every change feed reads them in ms)."""
-_PRUNE_EVERY = 256
-
-
-@dataclass(slots=True)
-class Committed(Generic[_T]):
-    """A write's result, with the events and notifications it committed."""
-
-    result: _T
-    events: list[EventRecord] = field(default_factory=list)
-    notes: list[Notification] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- plumbing
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One ``BEGIN IMMEDIATE`` transaction: commit on success, roll back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-@contextmanager
-def _read(conn: sqlite3.Connection) -> Iterator[None]:
-    """A read transaction: several SELECTs see one snapshot."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        if conn.in_transaction:
-            conn.execute("COMMIT")
-
-
-def _statements(script: str) -> list[str]:
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
-
-
-def _fence(conn: sqlite3.Connection, run_id: str, generation: int) -> sqlite3.Row:
-    """Check the writer's generation; return the run's status row."""
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT status, generation, started_at FROM workflow_runs WHERE id = ?", (run_id,)
-    ).fetchone()
-    if row is None:
-        raise UnknownRunError(run_id)
-    if row["generation"] != generation:
-        raise LeaseLostError(run_id, expected=generation, actual=row["generation"])
-    return row
-
-
-def _insert_events(
-    conn: sqlite3.Connection, run_id: str, events: Sequence[NewEvent], now: datetime
-) -> list[EventRecord]:
-    if not events:
-        return []
-    last_seq = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM runkon_events WHERE run_id = ?", (run_id,)
-    ).fetchone()[0]
-    now_text = format_ts(now)
-    records, params = [], []
-    for offset, event in enumerate(events, start=1):
-        text, data = rules.event_data(event)
-        records.append(EventRecord(run_id, last_seq + offset, event.type, data, now))
-        params.append((run_id, last_seq + offset, event.type, text, now_text))
-    conn.executemany(
-        "INSERT INTO runkon_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        params,
-    )
-    return records
-
-
-def _insert_note(conn: sqlite3.Connection, note: Notification, origin: str) -> None:
-    cursor = conn.execute(
-        "INSERT INTO runkon_notifications (kind, run_id, step_id, decision, origin, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            note.kind.value,
-            note.run_id,
-            note.step_id,
-            None if note.decision is None else note.decision.value,
-            origin,
-            format_ts(note.created_at),
-        ),
-    )
-    if (cursor.lastrowid or 0) % _PRUNE_EVERY == 0:
-        conn.execute(
-            "DELETE FROM runkon_notifications WHERE created_at < ?",
-            (format_ts(note.created_at - NOTIFICATION_RETENTION),),
-        )
-
-
-def _run_row(conn: sqlite3.Connection, run_id: str) -> RunRecord:
-    row = conn.execute(
-        f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)
-    ).fetchone()
-    if row is None:
-        raise UnknownRunError(run_id)
-    return rows.row_to_run(row)
-
-
-def _step_row(conn: sqlite3.Connection, step_id: str) -> StepRecord:
-    row = conn.execute(
-        f"SELECT {rows.STEP_COLUMNS} FROM workflow_run_steps WHERE id = ?", (step_id,)
-    ).fetchone()
-    if row is None:
-        raise UnknownStepError(step_id)
-    return rows.row_to_step(row)
-
-
-def _run_exists(conn: sqlite3.Connection, run_id: str) -> None:
-    if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
-        raise UnknownRunError(run_id)
-
+from runkon.persistence._sqlite_tx import (
+    Committed,
+    fence,
+    insert_events,
+    insert_note,
+    read_tx,
+    require_run,
+    run_row,
+    statements,
+    step_row,
+    write_tx,
+)
+from runkon.persistence._time import format_ts, seconds_from, utc_now
 
 # --------------------------------------------------------------------------- opening
 
@@ -200,16 +76,16 @@ def prepare(conn: sqlite3.Connection, path: str) -> None:
     """
     if _schema_version(conn) == LATEST_VERSION:
         return
-    with _write(conn):
+    with write_tx(conn):
         current = _schema_version(conn)
         if current > LATEST_VERSION:
             raise SchemaVersionError(path, found=current, supported=LATEST_VERSION)
-        for statement in _statements(CANONICAL_SCHEMA_DDL + SCHEMA_VERSION_DDL):
+        for statement in statements(CANONICAL_SCHEMA_DDL + SCHEMA_VERSION_DDL):
             conn.execute(statement)
         applied_at = format_ts(utc_now())
         for migration in MIGRATIONS:
             if migration.version > current:
-                for statement in _statements(migration.script):
+                for statement in statements(migration.script):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO runkon_schema_version (version, description, applied_at) "
@@ -263,7 +139,7 @@ def create_run(
         cancel_reason=None,
         cancel_requested_by=None,
     )
-    with _write(conn):
+    with write_tx(conn):
         conn.execute(
             "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, parent_workflow_run_id, "
             'parent_step_id, status, dry_run, "trigger", started_at, definition_snapshot, inputs, '
@@ -285,13 +161,13 @@ def create_run(
                 run.depth,
             ),
         )
-        stored = _insert_events(conn, run.id, events, now)
+        stored = insert_events(conn, run.id, events, now)
     return Committed(run, stored)
 
 
 def get_run(conn: sqlite3.Connection, run_id: str) -> RunRecord:
     """Read one run."""
-    return _run_row(conn, run_id)
+    return run_row(conn, run_id)
 
 
 def list_runs(
@@ -336,8 +212,8 @@ def set_run_status(
 ) -> Committed[RunRecord]:
     """Change a run's status, fenced; a terminal run is never changed."""
     now = utc_now()
-    with _write(conn):
-        current = _fence(conn, run_id, generation)
+    with write_tx(conn):
+        current = fence(conn, run_id, generation)
         rules.check_run_transition(run_id, RunStatus(current["status"]), status)
         finished = status in TERMINAL_RUN_STATUSES
         duration = None
@@ -360,12 +236,12 @@ def set_run_status(
                 run_id,
             ),
         )
-        stored = _insert_events(conn, run_id, events, now)
+        stored = insert_events(conn, run_id, events, now)
         notes = []
         if finished:
             notes.append(Notification(NotificationKind.RUN_FINISHED, run_id, None, now))
-            _insert_note(conn, notes[0], origin)
-        run = _run_row(conn, run_id)
+            insert_note(conn, notes[0], origin)
+        run = run_row(conn, run_id)
     return Committed(run, stored, notes)
 
 
@@ -374,7 +250,7 @@ def request_cancel(
 ) -> Committed[bool]:
     """Compare-and-set a non-terminal run to ``cancelling``."""
     now = utc_now()
-    with _write(conn):
+    with write_tx(conn):
         row = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRunError(run_id)
@@ -388,9 +264,9 @@ def request_cancel(
             "cancel_reason = ?, cancel_requested_by = ? WHERE id = ?",
             (reason, by, run_id),
         )
-        stored = _insert_events(conn, run_id, [rules.cancellation_event(reason, by)], now)
+        stored = insert_events(conn, run_id, [rules.cancellation_event(reason, by)], now)
         note = Notification(NotificationKind.CANCEL_REQUESTED, run_id, None, now)
-        _insert_note(conn, note, origin)
+        insert_note(conn, note, origin)
     return Committed(True, stored, [note])
 
 
@@ -408,7 +284,7 @@ def is_cancel_requested(conn: sqlite3.Connection, run_id: str) -> bool:
 def acquire_lease(conn: sqlite3.Connection, run_id: str, owner: str, ttl: float) -> int | None:
     """Claim or renew the lease; the generation moves only when the owner changes."""
     now = utc_now()
-    with _write(conn):
+    with write_tx(conn):
         row = conn.execute(
             "SELECT owner_token, lease_until, generation FROM workflow_runs WHERE id = ?", (run_id,)
         ).fetchone()
@@ -432,7 +308,7 @@ def refresh_leases(
     """Renew every lease still held; return the run ids whose lease is lost."""
     lease_until = format_ts(seconds_from(utc_now(), ttl))
     lost = set()
-    with _write(conn):
+    with write_tx(conn):
         for run_id, owner, generation in leases:
             cursor = conn.execute(
                 "UPDATE workflow_runs SET lease_until = ? "
@@ -446,7 +322,7 @@ def refresh_leases(
 
 def release_lease(conn: sqlite3.Connection, run_id: str, owner: str, generation: int) -> bool:
     """Clear the lease if ``owner`` still holds it at ``generation``."""
-    with _write(conn):
+    with write_tx(conn):
         cursor = conn.execute(
             "UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL "
             "WHERE id = ? AND owner_token = ? AND generation = ?",
@@ -485,8 +361,8 @@ def insert_step(
     """Insert a step, fenced."""
     now = utc_now()
     step = rules.new_step_record(new_step, new_ulid(), now)
-    with _write(conn):
-        _fence(conn, step.run_id, generation)
+    with write_tx(conn):
+        fence(conn, step.run_id, generation)
         conn.execute(
             _INSERT_STEP,
             (
@@ -504,7 +380,7 @@ def insert_step(
                 step.kind,
             ),
         )
-        stored = _insert_events(conn, step.run_id, events, now)
+        stored = insert_events(conn, step.run_id, events, now)
     return Committed(step, stored)
 
 
@@ -529,7 +405,7 @@ def update_step(
 ) -> Committed[StepRecord]:
     """Change a step, fenced; a terminal step is never changed."""
     now = utc_now()
-    with _write(conn):
+    with write_tx(conn):
         row = conn.execute(_SELECT_STEP_FOR_UPDATE, (step_id,)).fetchone()
         if row is None:
             raise UnknownStepError(step_id)
@@ -554,7 +430,7 @@ def update_step(
                 step_id,
             ),
         )
-        stored = _insert_events(conn, step.run_id, events, now)
+        stored = insert_events(conn, step.run_id, events, now)
     return Committed(step, stored)
 
 
@@ -564,7 +440,7 @@ def _ts_text(moment: datetime | None) -> str | None:
 
 def get_step(conn: sqlite3.Connection, step_id: str) -> StepRecord:
     """Read one step."""
-    return _step_row(conn, step_id)
+    return step_row(conn, step_id)
 
 
 def get_steps(conn: sqlite3.Connection, run_id: str) -> list[StepRecord]:
@@ -578,7 +454,7 @@ def get_steps(conn: sqlite3.Connection, run_id: str) -> list[StepRecord]:
         )
     ]
     if not found:
-        _run_exists(conn, run_id)
+        require_run(conn, run_id)
     return found
 
 
@@ -597,13 +473,13 @@ def insert_fan_out_items(
     now = utc_now()
     contexts = [rules.string_map(item.context, "fan-out item context") for item in items]
     results = []
-    with _write(conn):
+    with write_tx(conn):
         row = conn.execute(
             "SELECT workflow_run_id FROM workflow_run_steps WHERE id = ?", (step_id,)
         ).fetchone()
         if row is None or row["workflow_run_id"] != run_id:
             raise UnknownStepError(step_id)
-        _fence(conn, run_id, generation)
+        fence(conn, run_id, generation)
         for item, context in zip(items, contexts, strict=True):
             row_id = new_ulid()
             cursor = conn.execute(
@@ -641,7 +517,7 @@ def insert_fan_out_items(
                     (step_id, item.item_type, item.item_id),
                 ).fetchone()
                 results.append(rows.row_to_item(existing))
-        stored = _insert_events(conn, run_id, events, now)
+        stored = insert_events(conn, run_id, events, now)
     return Committed(results, stored)
 
 
@@ -656,8 +532,8 @@ def update_fan_out_items(
     now = utc_now()
     now_text = format_ts(now)
     results = []
-    with _write(conn):
-        _fence(conn, run_id, generation)
+    with write_tx(conn):
+        fence(conn, run_id, generation)
         for row_id, update in updates:
             status = FanOutItemStatus(update.status)
             running = status is FanOutItemStatus.RUNNING
@@ -689,7 +565,7 @@ def update_fan_out_items(
                     ).fetchone()
                 )
             )
-        stored = _insert_events(conn, run_id, events, now)
+        stored = insert_events(conn, run_id, events, now)
     return Committed(results, stored)
 
 
@@ -697,7 +573,7 @@ def get_fan_out_items(
     conn: sqlite3.Connection, step_id: str, status: FanOutItemStatus | None
 ) -> list[FanOutItemRecord]:
     """A step's items in insertion order, optionally filtered by status."""
-    with _read(conn):
+    with read_tx(conn):
         if (
             conn.execute("SELECT 1 FROM workflow_run_steps WHERE id = ?", (step_id,)).fetchone()
             is None
@@ -713,384 +589,6 @@ def get_fan_out_items(
         return [rows.row_to_item(row) for row in conn.execute(sql + " ORDER BY rowid", params)]
 
 
-# --------------------------------------------------------------------------- gates
-
-_GATE_COLUMNS = (
-    "id, workflow_run_id, step_name, gate_type, status, position, iteration, resume_key, "
-    "gate_prompt, gate_options, gate_min_approvals, gate_deadline_at, started_at, "
-    "ended_at, gate_approved_by, gate_feedback, gate_selections"
-)
-
-
-def open_gate(
-    conn: sqlite3.Connection, new_gate: NewGate, generation: int, events: Sequence[NewEvent]
-) -> Committed[GateRecord]:
-    """Insert the gate step as waiting and block the run on it, in one transaction."""
-    options = rules.check_gate_options(new_gate)
-    now = utc_now()
-    step_id = new_ulid()
-    deadline_text = None if new_gate.deadline_at is None else format_ts(new_gate.deadline_at)
-    with _write(conn):
-        run = _fence(conn, new_gate.run_id, generation)
-        rules.check_run_not_finished(new_gate.run_id, RunStatus(run["status"]), RunStatus.WAITING)
-        conn.execute(
-            "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, status, "
-            "position, iteration, started_at, resume_key, kind, gate_type, gate_prompt, "
-            "gate_timeout, gate_options, gate_deadline_at, gate_min_approvals) "
-            "VALUES (?, ?, ?, 'gate', 'waiting', ?, ?, ?, ?, 'gate', ?, ?, ?, ?, ?, ?)",
-            (
-                step_id,
-                new_gate.run_id,
-                new_gate.step_name,
-                new_gate.position,
-                new_gate.iteration,
-                format_ts(now),
-                new_gate.resume_key,
-                new_gate.gate_type,
-                new_gate.prompt,
-                None if new_gate.timeout_secs is None else f"{new_gate.timeout_secs:g}s",
-                rules.dump_json([{"value": o.value, "label": o.label} for o in options]),
-                deadline_text,
-                new_gate.min_approvals,
-            ),
-        )
-        conn.execute(
-            "UPDATE workflow_runs SET status = 'waiting', blocked_on = ? "
-            "WHERE id = ? AND status != 'cancelling'",
-            (
-                rules.dump_json(rules.blocked_on_for_gate(step_id, new_gate, options)),
-                new_gate.run_id,
-            ),
-        )
-        stored = _insert_events(conn, new_gate.run_id, events, now)
-    gate = GateRecord(
-        step_id=step_id,
-        run_id=new_gate.run_id,
-        step_name=new_gate.step_name,
-        gate_type=new_gate.gate_type,
-        status=StepStatus.WAITING,
-        position=new_gate.position,
-        iteration=new_gate.iteration,
-        resume_key=new_gate.resume_key,
-        prompt=new_gate.prompt,
-        options=options,
-        min_approvals=new_gate.min_approvals,
-        deadline_at=None if deadline_text is None else parse_ts(deadline_text),
-        opened_at=now,
-        decision=None,
-        decided_by=None,
-        decided_at=None,
-        feedback=None,
-        selections=None,
-        approvals=(),
-    )
-    return Committed(gate, stored)
-
-
-def _gate_row(conn: sqlite3.Connection, step_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        f"SELECT {_GATE_COLUMNS} FROM workflow_run_steps WHERE id = ? AND role = 'gate'",
-        (step_id,),
-    ).fetchone()
-    return row
-
-
-def _approvals(conn: sqlite3.Connection, step_id: str) -> list[GateApproval]:
-    return [
-        rows.row_to_approval(step_id, row)
-        for row in conn.execute(
-            f"SELECT {rows.APPROVAL_COLUMNS} FROM runkon_gate_approvals WHERE step_id = ? "
-            "ORDER BY rowid",
-            (step_id,),
-        )
-    ]
-
-
-def _approval_count(conn: sqlite3.Connection, step_id: str) -> int:
-    return int(
-        conn.execute(
-            "SELECT COUNT(*) FROM runkon_gate_approvals WHERE step_id = ?", (step_id,)
-        ).fetchone()[0]
-    )
-
-
-def _undecidable(
-    conn: sqlite3.Connection, step_id: str, gate: sqlite3.Row | None
-) -> GateReceipt | None:
-    """The receipt for a gate that cannot be decided now, or None if it waits."""
-    if gate is None:
-        return GateReceipt(ReceiptOutcome.UNKNOWN, step_id)
-    status = StepStatus(gate["status"])
-    if status is StepStatus.WAITING:
-        return None
-    decision = rules.decision_for_status(status)
-    return GateReceipt(
-        ReceiptOutcome.NOT_WAITING if decision is None else ReceiptOutcome.ALREADY_RESOLVED,
-        step_id,
-        run_id=gate["workflow_run_id"],
-        decision=decision,
-        decided_by=gate["gate_approved_by"] if decision is not GateDecision.TIMED_OUT else None,
-        decided_at=rows.timestamp("workflow_run_steps", step_id, "ended_at", gate["ended_at"])
-        if decision is not None
-        else None,
-        approvals=_approval_count(conn, step_id),
-        approvals_needed=gate["gate_min_approvals"],
-    )
-
-
-def approve_gate(
-    conn: sqlite3.Connection,
-    origin: str,
-    step_id: str,
-    by: str,
-    feedback: str | None,
-    selections: Sequence[str] | None,
-) -> Committed[GateReceipt]:
-    """Record an approval; the one that reaches the quorum resolves the gate."""
-    now = utc_now()
-    with _write(conn):
-        gate = _gate_row(conn, step_id)
-        receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None:
-            return Committed(receipt)
-        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
-        options = rows.parse_options(step_id, gate["gate_options"])
-        chosen = rules.check_selections(step_id, options, selections)
-        inserted = conn.execute(
-            "INSERT OR IGNORE INTO runkon_gate_approvals "
-            "(step_id, approver, approved_at, feedback, selections) VALUES (?, ?, ?, ?, ?)",
-            (
-                step_id,
-                by,
-                format_ts(now),
-                feedback,
-                None if chosen is None else rules.dump_json(list(chosen)),
-            ),
-        ).rowcount
-        approvals = _approvals(conn, step_id)
-        needed: int = gate["gate_min_approvals"]
-        run_id: str = gate["workflow_run_id"]
-        if len(approvals) < needed:
-            stored = []
-            if inserted:
-                event = rules.approval_recorded_event(
-                    gate["step_name"], step_id, by, len(approvals), needed
-                )
-                stored = _insert_events(conn, run_id, [event], now)
-            receipt = GateReceipt(
-                ReceiptOutcome.APPROVAL_RECORDED,
-                step_id,
-                run_id=run_id,
-                approvals=len(approvals),
-                approvals_needed=needed,
-            )
-            return Committed(receipt, stored)
-        latest = [a.selections for a in approvals if a.selections is not None]
-        return _decide(
-            conn,
-            origin,
-            gate,
-            GateDecision.APPROVED,
-            by,
-            now,
-            feedback=rules.join_feedback([a.feedback for a in approvals]),
-            selections=latest[-1] if latest else None,
-            approvals=len(approvals),
-        )
-
-
-def reject_gate(
-    conn: sqlite3.Connection, origin: str, step_id: str, by: str, feedback: str | None
-) -> Committed[GateReceipt]:
-    """Resolve the gate as rejected."""
-    now = utc_now()
-    with _write(conn):
-        gate = _gate_row(conn, step_id)
-        receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None:
-            return Committed(receipt)
-        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
-        return _decide(
-            conn,
-            origin,
-            gate,
-            GateDecision.REJECTED,
-            by,
-            now,
-            feedback=feedback,
-            approvals=_approval_count(conn, step_id),
-        )
-
-
-def time_out_gate(
-    conn: sqlite3.Connection, origin: str, step_id: str, generation: int
-) -> Committed[GateReceipt]:
-    """Resolve the gate as timed out, fenced."""
-    now = utc_now()
-    with _write(conn):
-        gate = _gate_row(conn, step_id)
-        if gate is not None:
-            _fence(conn, gate["workflow_run_id"], generation)
-        receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None:
-            return Committed(receipt)
-        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
-        return _decide(
-            conn,
-            origin,
-            gate,
-            GateDecision.TIMED_OUT,
-            None,
-            now,
-            approvals=_approval_count(conn, step_id),
-        )
-
-
-def _decide(
-    conn: sqlite3.Connection,
-    origin: str,
-    gate: sqlite3.Row,
-    decision: GateDecision,
-    by: str | None,
-    now: datetime,
-    *,
-    approvals: int,
-    feedback: str | None = None,
-    selections: tuple[str, ...] | None = None,
-) -> Committed[GateReceipt]:
-    """The compare-and-set ``waiting`` -> decided, with run status, event and notification.
-
-    Runs inside the caller's write transaction.
-    """
-    step_id: str = gate["id"]
-    run_id: str = gate["workflow_run_id"]
-    now_text = format_ts(now)
-    conn.execute(
-        "UPDATE workflow_run_steps SET status = ?, ended_at = ?, gate_approved_by = ?, "
-        "gate_approved_at = ?, gate_feedback = ?, gate_selections = ? "
-        "WHERE id = ? AND status = 'waiting'",
-        (
-            rules.STATUS_BY_DECISION[decision].value,
-            now_text,
-            by,
-            now_text if decision is GateDecision.APPROVED else None,
-            feedback,
-            None if selections is None else rules.dump_json(list(selections)),
-            step_id,
-        ),
-    )
-    conn.execute(
-        "UPDATE workflow_runs SET status = 'running', blocked_on = NULL "
-        "WHERE id = ? AND status = 'waiting' AND NOT EXISTS (SELECT 1 FROM workflow_run_steps "
-        "WHERE workflow_run_id = ? AND role = 'gate' AND status = 'waiting')",
-        (run_id, run_id),
-    )
-    event = rules.gate_resolved_event(
-        gate["step_name"], step_id, decision, by, feedback, selections
-    )
-    stored = _insert_events(conn, run_id, [event], now)
-    note = Notification(NotificationKind.GATE_DECIDED, run_id, step_id, now, decision)
-    _insert_note(conn, note, origin)
-    receipt = GateReceipt(
-        ReceiptOutcome.ACCEPTED,
-        step_id,
-        run_id=run_id,
-        decision=decision,
-        decided_by=by,
-        decided_at=now,
-        approvals=approvals,
-        approvals_needed=gate["gate_min_approvals"],
-    )
-    return Committed(receipt, stored, [note])
-
-
-def get_gate(conn: sqlite3.Connection, step_id: str) -> GateRecord:
-    """Read a gate with its decision and approvals."""
-    with _read(conn):
-        gate = _gate_row(conn, step_id)
-        if gate is None:
-            raise UnknownStepError(step_id)
-        approvals = tuple(_approvals(conn, step_id))
-    table = "workflow_run_steps"
-    status = StepStatus(gate["status"])
-    decision = rules.decision_for_status(status)
-    return GateRecord(
-        step_id=step_id,
-        run_id=gate["workflow_run_id"],
-        step_name=gate["step_name"],
-        gate_type=gate["gate_type"] or "",
-        status=status,
-        position=gate["position"],
-        iteration=gate["iteration"],
-        resume_key=gate["resume_key"],
-        prompt=gate["gate_prompt"],
-        options=rows.parse_options(step_id, gate["gate_options"]),
-        min_approvals=gate["gate_min_approvals"],
-        deadline_at=rows.timestamp(table, step_id, "gate_deadline_at", gate["gate_deadline_at"]),
-        opened_at=rows.timestamp(table, step_id, "started_at", gate["started_at"]),
-        decision=decision,
-        decided_by=gate["gate_approved_by"]
-        if decision not in (None, GateDecision.TIMED_OUT)
-        else None,
-        decided_at=rows.timestamp(table, step_id, "ended_at", gate["ended_at"])
-        if decision
-        else None,
-        feedback=gate["gate_feedback"],
-        selections=rows.selections_from(table, step_id, "gate_selections", gate["gate_selections"]),
-        approvals=approvals,
-    )
-
-
-def list_waiting_gates(
-    conn: sqlite3.Connection,
-    run_id: str | None,
-    workflow_name: str | None,
-    gate_type: str | None,
-    limit: int | None,
-) -> list[WaitingGate]:
-    """Waiting gates across runs, earliest deadline first, no deadline last."""
-    clauses = ["s.role = 'gate'", "s.status = 'waiting'"]
-    params: list[object] = []
-    for column, value in (
-        ("s.workflow_run_id", run_id),
-        ("r.workflow_name", workflow_name),
-        ("s.gate_type", gate_type),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    sql = (
-        "SELECT s.id, s.workflow_run_id, r.workflow_name, s.step_name, s.gate_type, "
-        "s.gate_prompt, s.gate_options, s.gate_deadline_at, s.started_at, s.gate_min_approvals, "
-        "(SELECT COUNT(*) FROM runkon_gate_approvals a WHERE a.step_id = s.id) AS approvals "
-        "FROM workflow_run_steps s JOIN workflow_runs r ON r.id = s.workflow_run_id "
-        f"WHERE {' AND '.join(clauses)} "
-        "ORDER BY s.gate_deadline_at IS NULL, s.gate_deadline_at, s.id"
-    )
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    table = "workflow_run_steps"
-    return [
-        WaitingGate(
-            step_id=row["id"],
-            run_id=row["workflow_run_id"],
-            workflow_name=row["workflow_name"],
-            gate_name=row["step_name"],
-            gate_type=row["gate_type"] or "",
-            prompt=row["gate_prompt"],
-            options=rows.parse_options(row["id"], row["gate_options"]),
-            deadline_at=rows.timestamp(
-                table, row["id"], "gate_deadline_at", row["gate_deadline_at"]
-            ),
-            opened_at=rows.timestamp(table, row["id"], "started_at", row["started_at"]),
-            approvals=row["approvals"],
-            min_approvals=row["gate_min_approvals"],
-        )
-        for row in conn.execute(sql, params)
-    ]
-
-
 # --------------------------------------------------------------------------- events
 
 
@@ -1099,9 +597,9 @@ def append_events(
 ) -> Committed[list[EventRecord]]:
     """Append events to a run, fenced."""
     now = utc_now()
-    with _write(conn):
-        _fence(conn, run_id, generation)
-        stored = _insert_events(conn, run_id, events, now)
+    with write_tx(conn):
+        fence(conn, run_id, generation)
+        stored = insert_events(conn, run_id, events, now)
     return Committed(stored, stored)
 
 
@@ -1119,7 +617,7 @@ def read_events(
         params.append(limit)
     found = [rows.row_to_event(run_id, row) for row in conn.execute(sql, params)]
     if not found:
-        _run_exists(conn, run_id)
+        require_run(conn, run_id)
     return found
 
 
