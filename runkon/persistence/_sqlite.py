@@ -81,8 +81,8 @@ class SqliteStore:
     Args:
         path: the database file.
         busy_timeout: seconds a write waits for another connection's lock before
-            :class:`~runkon.errors.DatabaseLockedError`. Calls on one store run one
-            after another, so a long wait delays the store's other calls too.
+            :class:`~runkon.errors.DatabaseLockedError`. While one call of this store
+            waits, its other calls that need the lock queue behind it.
         notify_interval: seconds between change-feed polls while anybody listens.
     """
 
@@ -142,7 +142,7 @@ class SqliteStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Run a read (or a lease write, which has nothing to hand out)."""
+        """Run a read, or a write with nothing to hand out (leases)."""
         return await self._conns.run(fn, *args, **kwargs)
 
     async def _write(
@@ -153,7 +153,6 @@ class SqliteStore:
     ) -> _T:
         """Run a write and hand its events and notifications out after the commit."""
         committed = await self._conns.run(fn, *args, **kwargs)
-        self._conns.count_write()
         if committed.events:
             self._listeners.publish(committed.events)
         for note in committed.notes:

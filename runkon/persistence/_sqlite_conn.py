@@ -53,7 +53,7 @@ _T = TypeVar("_T")
 _log = structlog.get_logger("runkon.persistence")
 
 CHECKPOINT_EVERY = 200
-"""Writes between two passive checkpoints on the worker (about 1,000 WAL pages)."""
+"""Inline writes between two passive checkpoints on the worker (about 1,000 WAL pages)."""
 
 
 class Connections:
@@ -137,17 +137,25 @@ class Connections:
         """
         inline = self._inline
         if inline is not None and self._checkpoint is None:
+            changes = inline.total_changes
             try:
-                return fn(inline, *args, **kwargs)
+                result = fn(inline, *args, **kwargs)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise map_error(self._path, exc) from exc
             except sqlite3.Error as exc:
                 raise map_error(self._path, exc) from exc
+            else:
+                if inline.total_changes != changes:
+                    self._count_write()
+                return result
         return await self.on_worker(fn, *args, **kwargs)
 
-    def count_write(self) -> None:
-        """Count a committed write; start a passive checkpoint on the worker when due."""
+    def _count_write(self) -> None:
+        """Count an inline write; start a passive checkpoint on the worker when due.
+
+        (The worker connection checkpoints its own writes: its autocheckpoint is on.)
+        """
         self._inline_writes += 1
         if self._inline_writes >= CHECKPOINT_EVERY and self._checkpoint is None:
             self._inline_writes = 0
