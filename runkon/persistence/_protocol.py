@@ -12,7 +12,9 @@ hold for every method:
   fenced.
 - **Events ride along.** Write methods take ``events=``; those events are appended in the
   same transaction as the write, with gap-free per-run ``seq`` numbers, and handed to the
-  event listeners (:meth:`Store.add_event_listener`) only after the commit.
+  event listeners (:meth:`Store.add_event_listener`) only after the commit. Event data
+  must be JSON (a ``TypeError`` otherwise, and nothing is written); it reads back as
+  JSON does (tuples as lists).
 - **Finished is final.** A terminal run or step is never changed; asking for it raises
   :class:`~runkon.errors.InvalidTransitionError`. A ``cancelling`` run only moves on to a
   terminal status.
@@ -109,6 +111,9 @@ class Store(Protocol):
         """Create a run: status ``pending``, generation 0, no lease.
 
         ``events`` are appended to the new run in the same transaction.
+
+        Raises:
+            TypeError: ``inputs`` holds a key or value that is not a string.
         """
 
     async def get_run(self, run_id: str) -> RunRecord:
@@ -286,6 +291,7 @@ class Store(Protocol):
         Raises:
             UnknownStepError: the step does not exist in ``run_id``.
             LeaseLostError: stale ``generation``.
+            TypeError: an item's ``context`` is not a map of strings; nothing is written.
         """
 
     async def update_fan_out_items(

@@ -481,10 +481,12 @@ class GateApproval:
 class GateRecord:
     """A gate step with everything needed to show or decide it.
 
-    ``decision``, ``decided_by`` and ``decided_at`` are set once the gate is resolved
-    (``decided_by`` is ``None`` for a timeout). For a quorum gate ``feedback`` joins the
-    approvers' feedback, one line each, and ``selections`` are those of the latest
-    approval that made any.
+    ``decision``, ``decided_by`` and ``decided_at`` are set once the gate is resolved; the
+    decision follows the step status (``completed`` approved, ``failed`` rejected,
+    ``timed_out`` timed out), and ``decided_at`` is the step's ``ended_at``.
+    ``decided_by`` is ``None`` for a timeout and for a gate the engine finished itself
+    with ``update_step``. For a quorum gate ``feedback`` joins the approvers' feedback,
+    one line each, and ``selections`` are those of the latest approval that made any.
     """
 
     step_id: str
