@@ -15,15 +15,13 @@ cancellation continues.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from runkon.dsl import AgentRef, OnFail
-from runkon.engine._state import RunState, event
+from runkon.engine._state import RunState, event, extras_of
 from runkon.errors import StoreError
 from runkon.persistence import StepRecord, StepRole, StepStatus, StepUpdate
 
@@ -50,19 +48,6 @@ class Failure:
 
 Outcome = Success | Failure
 AttemptFn = Callable[[StepRecord, int, str | None], Awaitable[Outcome]]
-
-
-def extras_of(structured_output: str | None) -> dict[str, Any]:
-    """The extra top-level fields of a FLOW_OUTPUT-shaped structured output."""
-    if not structured_output or not structured_output.lstrip().startswith("{"):
-        return {}
-    try:
-        data = json.loads(structured_output)
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k not in ("markers", "context")}
 
 
 def describe_error(exc: BaseException) -> str:
@@ -127,7 +112,8 @@ async def run_attempts(
         try:
             outcome = await attempt_fn(step, attempt, retry_error)
         except anyio.get_cancelled_exc_class():
-            await mark_cancelled(state, step)
+            if not (state.shutdown or state.lease_lost):  # a shutdown leaves it resumable
+                await mark_cancelled(state, step)
             raise
         if isinstance(outcome, Success):
             await state.update_step(

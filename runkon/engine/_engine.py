@@ -6,9 +6,9 @@ import asyncio
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +19,11 @@ from anyio.abc import TaskGroup
 
 from runkon.dsl import (
     DirectoryWorkflowResolver,
+    ForEachNode,
     InMemoryWorkflowResolver,
+    Location,
+    ValidationIssue,
+    ValidationReport,
     WorkflowDef,
     WorkflowResolver,
     validate_workflow,
@@ -60,6 +64,22 @@ def _as_resolver(workflows: WorkflowsArg) -> WorkflowResolver | None:
     if isinstance(workflows, str | os.PathLike):
         return DirectoryWorkflowResolver(workflows)
     return InMemoryWorkflowResolver(workflows)
+
+
+def _require_resolver(workflow: WorkflowDef, report: ValidationReport) -> ValidationReport:
+    """Without a resolver, a workflow that calls children cannot run: say so up front."""
+    missing = [
+        ValidationIssue(
+            f"{'foreach' if isinstance(node, ForEachNode) else 'call workflow'} needs "
+            f"workflow {name!r}, but the engine has no workflow resolver",
+            hint="pass workflows=DirectoryWorkflowResolver('flows/') (or a mapping) to FlowEngine",
+            location=Location(workflow.source, node.line, node.col) if node.line else None,
+        )
+        for name, node in workflow_refs(workflow)
+    ]
+    if not missing:
+        return report
+    return ValidationReport((*report.errors, *missing), report.warnings)
 
 
 @dataclass(eq=False)
@@ -213,7 +233,8 @@ class FlowEngine:
         return self._run_tasks
 
     async def _services(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        assert self._services_scope is not None and self._tg is not None
+        assert self._services_scope is not None
+        assert self._tg is not None
         with self._services_scope:
             async with anyio.create_task_group() as tg:
                 await self.events.start(tg)
@@ -303,6 +324,8 @@ class FlowEngine:
             gate_types=set(services.gate_resolvers),
             item_providers=services.item_providers,
         )
+        if services.workflows is None:
+            report = _require_resolver(workflow, report)
         report.raise_for_errors(workflow.name)
         if len(self._validated) > 256:
             self._validated.clear()
@@ -489,6 +512,7 @@ class FlowEngine:
             if request.on_started is not None:
                 await request.on_started(run.id)
         state.shutdown = parent.shutdown
+        state.as_identity = request.as_identity or parent.as_identity
         self._runs[state.run_id] = _ActiveRun(state, None)
         try:
             return await self._execute(state)
@@ -522,12 +546,16 @@ class FlowEngine:
                 await execute_nodes(state, state.workflow.body, "b", 0)
         except anyio.get_cancelled_exc_class():
             # cancelled from outside this run (its parent): finish, then let it propagate
-            if not (state.shutdown or state.lease_lost):
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if state.shutdown:
+                    await self._release(state)  # resumable at once by another engine
+                elif not state.lease_lost:
                     await self._finish(state, cancelled=True)
             raise
         except LeaseLostError:
             state.lease_lost = True
+        except EngineShutdownError:  # a child stopped by the shutdown: stop here too
+            state.shutdown = True
         return await self._finish(state, cancelled=state.cancel_scope.cancel_called)
 
     async def _mark_started(self, state: RunState) -> None:
@@ -565,12 +593,8 @@ class FlowEngine:
                 await self._run_always(state, cancelled)
             finally:
                 state.always_scopes.remove(shield)
-            if state.lease_lost:
-                raise LeaseLostError(state.run_id, expected=state.generation, actual=None)
-            if state.shutdown:
-                await self._release(state)
-                raise EngineShutdownError(state.run_id)
-            return await self._record_outcome(state, cancelled)
+            result = await self._record_outcome(state, cancelled)
+        return result
 
     async def _run_always(self, state: RunState, cancelled: bool) -> None:
         if not state.workflow.always:
@@ -591,6 +615,13 @@ class FlowEngine:
         state.failed, state.error = failed, error
 
     async def _record_outcome(self, state: RunState, cancelled: bool) -> WorkflowResult:
+        """Write the final status (after the ``always`` block, which may have lost the
+        lease or met the shutdown)."""
+        if state.lease_lost:
+            raise LeaseLostError(state.run_id, expected=state.generation, actual=None)
+        if state.shutdown:
+            await self._release(state)
+            raise EngineShutdownError(state.run_id)
         steps = await self.store.get_steps(state.run_id)
         duration_ms = state.elapsed_ms()
         metrics = state.metrics

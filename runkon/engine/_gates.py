@@ -105,7 +105,7 @@ async def _wait(state: RunState, step_id: str) -> GateRecord:
 async def _run_resolver(state: RunState, resolver: GateResolver, request: GateRequest) -> None:
     """Let the gate type's resolver decide; it is cancelled if the gate is decided first."""
     try:
-        decision = await resolver.resolve(request)
+        decision: object = await resolver.resolve(request)
     except Exception as exc:
         state.log.warning(
             "gate resolver failed; the gate waits for people and its deadline",

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from runkon.dsl import (
     AlwaysNode,
@@ -68,6 +69,8 @@ async def execute_nodes(
         for index, node in enumerate(nodes):
             if state.stopped(respect_fail_fast) and not isinstance(node, AlwaysNode):
                 continue
+            # A cancelled run starts no further step, even when nothing it awaits suspends.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             await run_node(state, node, f"{path}.{index}", iteration)
     except anyio.get_cancelled_exc_class():
         if not (state.lease_lost or state.shutdown):

@@ -3,6 +3,7 @@ and ``on_fail``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -74,9 +75,6 @@ async def run_call(
     async def attempt(step: StepRecord, attempt: int, retry_error: str | None) -> Outcome:
         return await _attempt(state, spec, step, attempt, retry_error, iteration, extra_inputs)
 
-    async def on_fail_agent(agent: AgentRef, error: str, attempt: int) -> None:
-        await _run_on_fail_agent(state, agent, name, error, attempt, path, iteration)
-
     return await run_attempts(
         state,
         name=name,
@@ -87,7 +85,7 @@ async def run_call(
         retries=spec.retries,
         on_fail=spec.on_fail,
         attempt_fn=attempt,
-        on_fail_agent=on_fail_agent,
+        on_fail_agent=on_fail_runner(state, name, path, iteration),
         parallel_group_id=parallel_group_id,
     )
 
@@ -138,11 +136,12 @@ async def _attempt(
         gate_selections=state.gate_selections,
         output=spec.output,
         output_schema=schema,
-        as_identity=spec.as_identity or services.default_as_identity,
+        as_identity=spec.as_identity or state.as_identity or services.default_as_identity,
         plugin_dirs=spec.plugin_dirs,
         max_turns=spec.max_turns,
     )
     timed_out = False
+    output: object = None
     try:
         if spec.timeout is None:
             output = await executor.execute(ctx, params)
@@ -180,6 +179,17 @@ async def _cancel_hook(state: RunState, executor: object, execution_id: str) -> 
             await cancel_execution(executor, execution_id)
         except Exception as exc:
             state.log.warning("executor cancel hook failed", error=describe_error(exc))
+
+
+def on_fail_runner(
+    state: RunState, failed_step: str, path: str, iteration: int
+) -> Callable[[AgentRef, str, int], Awaitable[None]]:
+    """The ``on_fail = <agent>`` handler for step ``failed_step`` at ``path``."""
+
+    async def run(agent: AgentRef, error: str, attempt: int) -> None:
+        await _run_on_fail_agent(state, agent, failed_step, error, attempt, path, iteration)
+
+    return run
 
 
 async def _run_on_fail_agent(

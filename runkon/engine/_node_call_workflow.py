@@ -12,7 +12,7 @@ import anyio
 
 from runkon.dsl import MAX_WORKFLOW_DEPTH, CallWorkflowNode, WorkflowDef
 from runkon.engine._attempts import Failure, Outcome, Success, describe_error, run_attempts
-from runkon.engine._node_call import step_key
+from runkon.engine._node_call import on_fail_runner, step_key
 from runkon.engine._services import ChildRequest
 from runkon.engine._state import RunState, StepResult
 from runkon.engine._variables import ContextEntry, substitute
@@ -108,7 +108,9 @@ async def run_call_workflow_node(
                 step.id, StepUpdate(StepStatus.RUNNING, child_run_id=child_run_id)
             )
 
-        request = ChildRequest(child, inputs, step.id, iteration, resumable, started)
+        request = ChildRequest(
+            child, inputs, step.id, iteration, resumable, started, node.as_identity
+        )
         resumable = None
         try:
             result = await state.services.run_child(state, request)
@@ -139,5 +141,6 @@ async def run_call_workflow_node(
         retries=node.retries,
         on_fail=node.on_fail,
         attempt_fn=attempt,
+        on_fail_agent=on_fail_runner(state, stored_name, path, iteration),
         role=StepRole.WORKFLOW,
     )

@@ -290,7 +290,7 @@ class _Fanout:
                 generation=state.generation,
             ):
                 self.rows[stored.item_id] = stored
-        counts = {status: 0 for status in _TERMINAL}
+        counts = dict.fromkeys(_TERMINAL, 0)
         for row in self.rows.values():
             counts[row.status] = counts.get(row.status, 0) + 1
         completed, failed = counts[FanOutItemStatus.COMPLETED], counts[FanOutItemStatus.FAILED]

@@ -108,7 +108,7 @@ async def _wait_and_apply(
             min_approvals=gate.min_approvals,
             approval_mode=node.approval_mode,
             deadline_at=gate.deadline_at,
-            as_identity=node.as_identity or state.services.default_as_identity,
+            as_identity=node.as_identity or state.as_identity or state.services.default_as_identity,
             inputs=state.vars.snapshot(),
         )
     state.log.info("gate waiting", gate=node.name, step_id=gate.step_id)

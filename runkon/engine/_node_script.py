@@ -21,7 +21,7 @@ from anyio.abc import ByteReceiveStream, Process
 from runkon.dsl import ScriptNode, format_duration
 from runkon.engine._attempts import Failure, Outcome, Success, describe_error, run_attempts
 from runkon.engine._flow_output import parse_flow_output
-from runkon.engine._node_call import step_key
+from runkon.engine._node_call import on_fail_runner, step_key
 from runkon.engine._protocols import StepContext
 from runkon.engine._state import RunState
 from runkon.engine._variables import shell_quote, substitute
@@ -71,6 +71,7 @@ async def run_script_node(state: RunState, node: ScriptNode, path: str, iteratio
         retries=node.retries,
         on_fail=node.on_fail,
         attempt_fn=attempt,
+        on_fail_agent=on_fail_runner(state, node.name, path, iteration),
     )
 
 
@@ -79,7 +80,7 @@ async def script_env(state: RunState, node: ScriptNode, ctx: StepContext) -> dic
     env = dict(os.environ)
     provider = state.services.script_env
     if provider is not None:
-        identity = node.as_identity or state.services.default_as_identity
+        identity = node.as_identity or state.as_identity or state.services.default_as_identity
         env.update(await provider.env(ctx, identity))
     for key, value in state.inputs.items():
         if _INPUT_KEY_RE.fullmatch(key):
@@ -133,13 +134,17 @@ async def _run_once(
     try:
         with anyio.move_on_after(timeout) as deadline:
             await _communicate(process, stdout, stderr)
+        if deadline.cancelled_caught:
+            with anyio.CancelScope(shield=True):
+                await kill_process_group(process)
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await kill_process_group(process)
         raise
-    if deadline.cancelled_caught:
+    finally:
         with anyio.CancelScope(shield=True):
-            await kill_process_group(process)
+            await process.aclose()  # closes the pipes (and reaps the process)
+    if deadline.cancelled_caught:
         assert node.timeout is not None
         return Failure(
             f"script {node.name!r} timed out after {format_duration(node.timeout)}"
@@ -176,7 +181,8 @@ async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -
     A background grandchild may keep the pipes open after the script exits: after
     ``DRAIN_GRACE`` seconds the rest of the process group is killed and reading stops.
     """
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     done = [anyio.Event(), anyio.Event()]
     async with anyio.create_task_group() as tg:
         tg.start_soon(_drain, process.stdout, stdout, STDOUT_LIMIT, done[0])

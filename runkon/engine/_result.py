@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from runkon.errors import ExecutionError
+from runkon.errors import RunkonError
 from runkon.persistence import RunStatus
 
 if TYPE_CHECKING:
@@ -97,8 +97,11 @@ class RunHandle:
             self._done.set()
 
 
-class EngineShutdownError(ExecutionError):
-    """The engine stopped before the run finished; the run can be resumed."""
+class EngineShutdownError(RunkonError):
+    """The engine stopped before the run finished; the run can be resumed.
+
+    Not an :class:`~runkon.errors.ExecutionError`: nothing failed, and code that handles
+    failures must not swallow a shutdown."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id

@@ -29,6 +29,8 @@ class ChildRequest:
     existing_run_id: str | None = None
     on_started: Callable[[str], Awaitable[None]] | None = None
     """Called with the child's run id once its record exists (before it runs)."""
+    as_identity: str | None = None
+    """Identity for the child's steps that name none (``call workflow x { as = ... }``)."""
 
 
 RunChild = Callable[["RunState", ChildRequest], Awaitable["WorkflowResult"]]

@@ -7,6 +7,7 @@ transaction, fanned out after commit by the engine's store listener).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,20 @@ class Metrics:
                 self.output_tokens += int(value)
 
 
+def extras_of(structured_output: str | None) -> dict[str, Any]:
+    """The extra top-level fields of a FLOW_OUTPUT-shaped structured output (they become
+    ``{{variables}}`` of later steps)."""
+    if not structured_output or not structured_output.lstrip().startswith("{"):
+        return {}
+    try:
+        data = json.loads(structured_output)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k not in ("markers", "context")}
+
+
 def event(type: str, **data: Any) -> NewEvent:
     """A :class:`NewEvent` of ``type`` with ``data`` (``None`` values dropped)."""
     return NewEvent(type, {key: value for key, value in data.items() if value is not None})
@@ -117,6 +132,7 @@ class RunState:
     dry_run: bool = False
     fail_fast: bool = True
     resumed: bool = False
+    as_identity: str | None = None
     results: dict[str, StepResult] = field(default_factory=dict)
     failed: bool = False
     error: str | None = None
@@ -184,7 +200,8 @@ class RunState:
 
     def completed_count(self) -> int:
         """How many steps had finished before this execution (for ``run_resumed``)."""
-        return sum(1 for rows in self._history.values() if rows[-1].is_terminal)
+        done = (StepStatus.COMPLETED, StepStatus.SKIPPED)
+        return sum(1 for rows in self._history.values() if rows[-1].status in done)
 
     def restore(self, key_name: str, row: StepRecord) -> None:
         """Make a step finished before the resume count as if it had just run."""
@@ -198,6 +215,7 @@ class RunState:
                 structured_output=row.structured_output,
                 result_text=row.result_text,
                 child_run_id=row.child_run_id,
+                extras=extras_of(row.structured_output),
             )
         else:
             self.results[key_name] = StepResult(key_name, row.status)

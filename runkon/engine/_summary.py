@@ -22,7 +22,7 @@ def build_summary(
 ) -> str:
     """``Workflow 'N': c/t steps completed, f failed, s skipped, x timed out``, one line per
     step (``[ok] name (iter i)``), the verdict, and the error if any."""
-    counts = {status: 0 for status in StepStatus}
+    counts = dict.fromkeys(StepStatus, 0)
     for step in steps:
         counts[step.status] += 1
     lines = [

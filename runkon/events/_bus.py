@@ -278,13 +278,17 @@ class EventBus:
         for feed in self._sink_feeds:
             feed.close()
         self._sink_feeds.clear()
-        for subscription in (*self._everything, *(s for subs in self._by_run.values() for s in subs)):
+        for subscription in (
+            *self._everything,
+            *(s for subs in self._by_run.values() for s in subs),
+        ):
             subscription.close()
 
 
 async def _feed_sink(sink: EventSink, feed: Subscription) -> None:
-    async for event in feed:
-        try:
-            await sink.emit(event)
-        except Exception:
-            _log.exception("event sink failed", sink=repr(sink), event_type=event.type)
+    async with feed:
+        async for event in feed:
+            try:
+                await sink.emit(event)
+            except Exception:
+                _log.exception("event sink failed", sink=repr(sink), event_type=event.type)
