@@ -342,6 +342,16 @@ def pid_written(path: Path) -> bool:
     return path.exists() and path.read_text().endswith("\n")
 
 
+async def wait_dead(pid: int, *, timeout: float = 3.0) -> bool:
+    """True once ``pid`` is gone (a signalled process may take a moment to die when the
+    machine is busy); False if it is still alive after ``timeout`` seconds."""
+    try:
+        await until(lambda: not pid_alive(pid), timeout=timeout, interval=0.02)
+    except TimeoutError:
+        return False
+    return True
+
+
 def pid_alive(pid: int) -> bool:
     """True if a process with this pid exists (and is not a zombie we reaped)."""
     import os

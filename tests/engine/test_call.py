@@ -15,7 +15,7 @@ from ._support import FAIL, FOREVER, OK, MakeEngine, Recorder, Reply, event_type
 async def test_retries_make_new_attempts_with_the_previous_error(
     make_engine: MakeEngine, rec: Recorder, store: Store
 ) -> None:
-    rec.on("flaky", Reply(error="first"), Reply(error="second"), OK)
+    rec.on("flaky", Reply(error="first"), Reply(error="second"), OK, by="attempt")
     async with make_engine() as engine:
         result = await engine.run(parse("workflow w { call flaky { retries = 2 } }"))
 

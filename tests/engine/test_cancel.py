@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from runkon.persistence import ReceiptOutcome, RunStatus, SqliteStore, StepStatus, Store
@@ -17,11 +21,23 @@ from ._support import (
     Reply,
     events,
     parse,
-    pid_alive,
     pid_written,
     until,
+    wait_dead,
     waiting_gates,
 )
+
+
+async def survivors(directory: Path, *pid_files: str) -> list[str]:
+    """The pid files whose process is still alive after a short grace; those processes
+    are killed so that a failing test leaves nothing behind."""
+    alive = []
+    for name in pid_files:
+        pid = int((directory / name).read_text())
+        if not await wait_dead(pid):
+            alive.append(f"{name}={pid}")
+            os.kill(pid, signal.SIGKILL)
+    return alive
 
 
 async def test_cancel_run_interrupts_the_executor_at_once_and_runs_always(
@@ -108,6 +124,7 @@ async def test_cancel_during_a_long_script_kills_it(
     async with make_engine() as engine:
         handle = await engine.start(wf)
         await until(lambda: pid_written(tmp_path / "sleep.pid"))
+        await anyio.sleep(0.5)  # the script is well under way (see the next test)
         began = time.monotonic()
         await engine.cancel_run(handle.run_id)
         result = await handle.result(timeout=10)
@@ -115,12 +132,39 @@ async def test_cancel_during_a_long_script_kills_it(
 
     assert elapsed < 3
     assert result.status == RunStatus.CANCELLED
-    for name in ("sh.pid", "sleep.pid"):
-        pid = int((tmp_path / name).read_text())
-        assert not pid_alive(pid), f"{name} process {pid} survived the cancellation"
+    assert await survivors(tmp_path, "sh.pid", "sleep.pid") == []
     assert rec.names() == ["cleanup"]
     [script, _] = await store.get_steps(handle.run_id)
     assert script.status == StepStatus.FAILED
+
+
+async def test_cancel_while_a_busy_engine_is_still_starting_the_script_kills_its_children(
+    make_engine: MakeEngine, rec: Recorder, tmp_path: Path
+) -> None:
+    """Another run's executor does CPU-bound work in slices, so the event loop is slow to
+    finish starting the script while the script already runs and forks. A cancel that
+    lands then must still kill the script's whole process group, not just ``sh``."""
+    stop = anyio.Event()
+
+    async def busy(ctx: object, params: object) -> None:
+        while not stop.is_set():
+            time.sleep(0.2)  # noqa: ASYNC251 - a blocking slice of CPU-bound work
+            await anyio.lowlevel.checkpoint()
+
+    rec.on("crunch", Reply(hook=busy))
+    wf = parse('workflow w { script long { run = "sleep 30 & echo $! > sleep.pid; wait" } }')
+    async with make_engine() as engine:
+        crunching = await engine.start(parse("workflow other { call crunch }"))
+        await rec.started("crunch")
+        handle = await engine.start(wf)
+        await until(lambda: pid_written(tmp_path / "sleep.pid"), interval=0.001)
+        await engine.cancel_run(handle.run_id)
+        result = await handle.result(timeout=10)
+        stop.set()
+        assert (await crunching.result(timeout=10)).succeeded
+
+    assert result.status == RunStatus.CANCELLED
+    assert await survivors(tmp_path, "sleep.pid") == []
 
 
 async def test_cancelling_a_finished_run_returns_false(

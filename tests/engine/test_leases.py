@@ -89,7 +89,7 @@ async def test_a_transient_refresh_failure_does_not_stop_the_run(
     rec: Recorder, store: Store
 ) -> None:
     """Reference §7 item 8: one failed refresh aborted the run. Two failed refreshes in a
-    row still leave the lease alive (TTL 0.6 s, refresh every 0.15 s)."""
+    row (0.3 s) leave a 2 s lease alive: the run goes on."""
     flaky = CountingStore(store, failing_refreshes=2)
     release = anyio.Event()
     rec.on("work", Reply(wait=release))
@@ -97,7 +97,7 @@ async def test_a_transient_refresh_failure_does_not_stop_the_run(
         flaky,  # type: ignore[arg-type]
         fallback_action=rec,
         manage_store=False,
-        lease_ttl=TTL,
+        lease_ttl=2.0,
         lease_refresh_interval=INTERVAL,
     )
     async with engine:

@@ -12,7 +12,7 @@ from pathlib import Path
 from runkon.engine import StepContext
 from runkon.persistence import RunStatus, StepStatus, Store
 
-from ._support import MakeEngine, Recorder, parse, pid_alive, rows
+from ._support import MakeEngine, Recorder, parse, rows, wait_dead
 
 
 def same_directory(reported: str, expected: Path) -> bool:
@@ -198,7 +198,7 @@ async def test_a_script_timeout_kills_the_whole_process_group(
     assert "timed out" in (step.step_error or "")
     for name in ("bg.pid", "sh.pid"):
         pid = int((tmp_path / name).read_text())
-        assert not pid_alive(pid), f"{name} process {pid} survived the timeout"
+        assert await wait_dead(pid), f"{name} process {pid} survived the timeout"
 
 
 async def test_script_retries_are_honoured(
