@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import anyio
-import anyio.lowlevel
 import pytest
 
 from runkon.persistence import ReceiptOutcome, RunStatus, SqliteStore, StepStatus, Store
