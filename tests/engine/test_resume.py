@@ -546,3 +546,33 @@ async def test_a_gate_in_a_loop_waits_again_in_each_iteration_also_after_a_resum
         (0, StepStatus.COMPLETED),
         (1, StepStatus.COMPLETED),
     ]
+
+
+async def test_a_resumed_run_that_completes_leaves_no_step_running(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """The attempt an interruption cut short (engine shutdown here; a crash leaves the
+    same) is run again under a new row; its old row must not stay ``running`` in a run
+    that has completed (the reference leaves this reset to the host, runkon has none)."""
+    child = workflows(review="workflow review { call one  call two }")
+    rec.on("b", FOREVER)
+    wf = parse("workflow w { call a  call b  call workflow review }")
+    run_id = await interrupt(make_engine, rec, wf, at="b", workflows=child)
+    again = Recorder().on("two", FOREVER)
+    async with make_engine(fallback_action=again, workflows=child) as engine:
+        handle = await engine.resume(run_id)
+        await again.started("two")
+    with pytest.raises(EngineShutdownError):
+        await handle.result(timeout=5)
+
+    _, result = await resume(make_engine, run_id, workflows=child)
+    assert result.succeeded
+    runs = [run_id] + [r.id for r in await store.list_runs(parent_run_id=run_id)]
+    left_open = [
+        (s.run_id == run_id, s.step_name, s.status.value)
+        for rid in runs
+        for s in await store.get_steps(rid)
+        if not s.status.is_terminal
+    ]
+    assert left_open == []
+    assert "[...]" not in result.summary
