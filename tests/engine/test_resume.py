@@ -576,3 +576,26 @@ async def test_a_resumed_run_that_completes_leaves_no_step_running(
     ]
     assert left_open == []
     assert "[...]" not in result.summary
+
+
+async def test_run_options_given_at_start_survive_a_resume(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """``start(..., fail_fast=False, dry_run=True)`` are options of the run, not of the
+    engine that happens to drive it: a resumed run keeps them."""
+    rec.on("a", Reply(error="a failed")).on("b", FOREVER)
+    wf = parse("workflow w { call a  call b  call c }")
+    async with make_engine() as engine:
+        handle = await engine.start(wf, fail_fast=False, dry_run=True)
+        await rec.started("b")
+    with pytest.raises(EngineShutdownError):
+        await handle.result(timeout=5)
+    assert rec.of("b")[0].dry_run
+
+    again = Recorder().on("a", Reply(error="a failed again"))
+    async with make_engine(fallback_action=again) as engine:  # engine defaults differ
+        result = await (await engine.resume(handle.run_id)).result(timeout=10)
+
+    assert result.status == RunStatus.FAILED
+    assert again.names() == ["a", "b", "c"]  # not fail-fast: b and c still run
+    assert all(call.dry_run for call in again.calls)
