@@ -216,3 +216,20 @@ async def test_cancelling_the_run_interrupts_parallel_calls_in_flight(
         result = await handle.result(timeout=10)
     assert result.status == RunStatus.CANCELLED
     assert rec.of("b")[0] in rec.interrupted
+
+
+async def test_fail_fast_does_not_cancel_siblings_while_min_success_can_still_be_met(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    """``min_success = 2`` tolerates one failure out of three. With the default
+    ``fail_fast`` the first failure must not cancel the two calls that can still meet
+    it (in runkon-flow they ran to the end); only a failure that makes ``min_success``
+    unreachable should cancel the rest."""
+    rec.on("a", Reply(delay=0.05, error="a broke"))
+    rec.on("b", Reply(delay=0.3)).on("c", Reply(delay=0.3))
+    wf = parse("workflow w { parallel { min_success = 2  call a  call b  call c }  call after }")
+    async with make_engine() as engine:
+        result = await engine.run(wf)
+    assert rec.interrupted == []
+    assert result.succeeded, result.error
+    assert rec.names()[-1] == "after"
