@@ -232,3 +232,28 @@ async def test_without_recover_nothing_is_resumed(
         await anyio.sleep(0.1)
     assert again.calls == []
     assert (await store.get_run(run_id)).status == RunStatus.RUNNING
+
+
+async def test_two_engines_recovering_at_once_run_an_expired_run_exactly_once(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    rec.on("b", FOREVER)
+    wf = parse("workflow w { inputs { ticket required }  call a  call b  call c }")
+    run_id = await _stopped_run(make_engine, rec, wf)
+    first, second = Recorder(), Recorder()
+    for recorder in (first, second):
+        recorder.on("c", Reply(delay=0.2))
+    outcomes: list[str] = []
+
+    async def recovering_engine(recorder: Recorder) -> None:
+        async with make_engine(fallback_action=recorder, recover=True) as engine:
+            for handle in engine.recovered:
+                outcomes.append((await handle.result(timeout=10)).status.value)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recovering_engine, first)
+        tg.start_soon(recovering_engine, second)
+
+    assert outcomes == ["completed"]
+    assert sorted(first.names() + second.names()) == ["b", "c"]
+    assert (await store.get_run(run_id)).status == RunStatus.COMPLETED
