@@ -599,3 +599,21 @@ async def test_run_options_given_at_start_survive_a_resume(
     assert result.status == RunStatus.FAILED
     assert again.names() == ["a", "b", "c"]  # not fail-fast: b and c still run
     assert all(call.dry_run for call in again.calls)
+
+
+async def test_steps_skipped_on_resume_are_announced_as_step_skipped_events(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """``runkon.events.StepSkipped`` documents "a step did not run: ... it completed
+    before a resume": an event consumer following a resumed run learns which steps were
+    skipped, not only how many."""
+    rec.on("c", FOREVER)
+    run_id = await interrupt(
+        make_engine, rec, parse("workflow w { call a  call b  call c }"), at="c"
+    )
+    stored = await events(store, run_id)
+    resumed_from = len(stored)
+    await resume(make_engine, run_id)
+    after = (await events(store, run_id))[resumed_from:]
+    skipped = [e.data["step_name"] for e in after if e.type == "step_skipped"]
+    assert skipped == ["a", "b"]
