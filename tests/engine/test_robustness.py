@@ -8,10 +8,10 @@ import datetime
 from collections.abc import Mapping
 
 import runkon
-from runkon.engine import ActionOutput, ActionParams, StepContext
+from runkon.engine import ActionOutput, ActionParams, FanOutItem, StepContext
 from runkon.persistence import RunStatus, Store
 
-from ._support import MakeEngine, Recorder, parse
+from ._support import Items, MakeEngine, Recorder, parse, workflows
 
 
 async def finished_cleanly(store: Store, run_id: str, status: RunStatus) -> list[str]:
@@ -97,5 +97,27 @@ async def test_a_workflow_resolver_that_raises_fails_the_call_workflow_step(
 
     assert result.status == RunStatus.FAILED
     assert "stale NFS handle" in (result.error or "")
+    assert rec.names() == ["cleanup"]
+    assert await finished_cleanly(store, result.run_id, RunStatus.FAILED) == []
+
+
+async def test_an_item_provider_returning_non_string_context_fails_the_foreach_step(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    provider = Items("repos", [FanOutItem(item_id="a", context={"stars": 5})])  # type: ignore[dict-item]
+    child = workflows(check="workflow repo-check { call check }")
+    wf = parse(
+        """
+        workflow w {
+          foreach each { over = repos  max_parallel = 1  workflow = repo-check }
+          always { call cleanup }
+        }
+        """
+    )
+    async with make_engine(item_providers=[provider], workflows=child) as engine:
+        result = await (await engine.start(wf)).result(timeout=10)
+
+    assert result.status == RunStatus.FAILED
+    assert "stars" in (result.error or "")
     assert rec.names() == ["cleanup"]
     assert await finished_cleanly(store, result.run_id, RunStatus.FAILED) == []
