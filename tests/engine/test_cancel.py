@@ -263,3 +263,15 @@ async def test_a_run_cancelled_while_no_engine_drives_it_starts_no_more_steps(
     assert result.status == RunStatus.CANCELLED
     assert result.error == "cancelled while down"
     assert again.names() == ["cleanup"]  # neither b nor c was started again
+
+
+async def test_a_run_cancelled_right_after_start_runs_no_body_step(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    async with make_engine() as engine:
+        handle = await engine.start(parse("workflow w { call a  call b  always { call cleanup } }"))
+        assert await engine.cancel_run(handle.run_id, reason="changed my mind")
+        result = await handle.result(timeout=10)
+    assert result.status == RunStatus.CANCELLED
+    assert rec.names() == ["cleanup"]
+    assert (await store.get_run(handle.run_id)).status == RunStatus.CANCELLED

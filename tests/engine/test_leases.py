@@ -155,12 +155,18 @@ async def test_a_lost_lease_stops_the_run_while_it_waits_on_an_executor(
         await anyio.sleep(30)
 
     rec.on("work", Reply(hook=steal_then_sleep))
-    async with make_engine(lease_ttl=TTL, lease_refresh_interval=INTERVAL) as engine:
+    async with (
+        make_engine(lease_ttl=TTL, lease_refresh_interval=INTERVAL) as engine,
+        engine.events.subscribe(types={"lease_lost"}) as lost_events,
+    ):
         handle = await engine.start(parse("workflow w { call work  always { call cleanup } }"))
         began = time.monotonic()
         with pytest.raises(runkon.LeaseLostError):
             await handle.result(timeout=10)
         assert time.monotonic() - began < 5  # the keeper noticed, not the 30 s executor
+        lost = await lost_events.receive(timeout=5)
+        assert lost is not None
+        assert lost.run_id == handle.run_id
 
     [work] = rec.calls
     assert rec.interrupted == [work]
