@@ -1,18 +1,25 @@
-"""The ONE parametrised store fixture: every persistence test runs on every backend."""
+"""The ONE parametrised store fixture, ``harness``: every conformance check runs on every
+backend (ids ``memory`` and ``sqlite``). A harness holds the open store (``harness.store``)
+and opens second handles on the same data."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-# The conformance checks live in the package; let pytest explain their failed asserts.
-pytest.register_assert_rewrite(
-    "runkon.testing._suite_runs", "runkon.testing._suite_gates", "runkon.testing._suite_events"
+# The conformance checks live in the package; let pytest explain their failed asserts
+# (possible only if nothing imported them yet, else pytest warns, an error here).
+_SUITE = (
+    "runkon.testing._suite_runs",
+    "runkon.testing._suite_gates",
+    "runkon.testing._suite_events",
 )
+if not any(name in sys.modules for name in _SUITE):
+    pytest.register_assert_rewrite(*_SUITE)
 
-from runkon.persistence import Store  # noqa: E402
 from runkon.testing import StoreHarness, open_memory_harness, open_sqlite_harness  # noqa: E402
 
 BACKENDS = ["memory", "sqlite"]
@@ -27,9 +34,3 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     else:
         async with open_sqlite_harness(tmp_path / "runkon.db") as opened:
             yield opened
-
-
-@pytest.fixture
-def store(harness: StoreHarness) -> Store:
-    """The harness's store."""
-    return harness.store
