@@ -13,7 +13,7 @@ import runkon
 from runkon.engine import ActionOutput, FlowEngine, InputError
 from runkon.errors import ExecutionError, StoreClosedError, WorkflowValidationError
 from runkon.events import CallbackSink, EngineEvent, RunCompleted, StepCompleted
-from runkon.persistence import InMemoryStore, RunStatus, StepStatus, Store
+from runkon.persistence import RunStatus, StepStatus, Store
 
 from ._support import (
     FAIL,
@@ -368,14 +368,17 @@ async def test_resuming_a_finished_run_is_an_error(make_engine: MakeEngine) -> N
             await engine.resume(result.run_id)
 
 
-async def test_the_engine_must_be_running(rec: Recorder) -> None:
-    engine = FlowEngine(InMemoryStore(), fallback_action=rec)
+async def test_the_engine_must_be_running(make_engine: MakeEngine, store: Store) -> None:
+    engine = make_engine()
     with pytest.raises(ExecutionError, match="not running"):
         await engine.start(parse("workflow w { call a }"))
+    assert await store.list_runs() == []
 
 
-async def test_by_default_the_engine_opens_and_closes_its_store(rec: Recorder) -> None:
-    store = InMemoryStore()
+async def test_by_default_the_engine_opens_and_closes_its_store(
+    rec: Recorder, store: Store
+) -> None:
+    await store.aclose()  # hand the (closed) store to the engine, as a user would
     async with FlowEngine(store, fallback_action=rec) as engine:
         result = await engine.run(parse("workflow w { call a }"))
         assert (await store.get_run(result.run_id)).status == RunStatus.COMPLETED
