@@ -193,9 +193,10 @@ async def test_refresh_leases_reports_runs_whose_lease_was_taken(
 
 
 async def _stopped_run(make_engine: MakeEngine, rec: Recorder, wf: runkon.WorkflowDef) -> str:
+    started_before = len(rec.of("b"))
     async with make_engine() as engine:
         handle = await engine.start(wf, {"ticket": "T-5"})
-        await rec.started("b")
+        await rec.started("b", started_before + 1)
     with pytest.raises(EngineShutdownError):
         await handle.result(timeout=5)
     return handle.run_id
