@@ -424,3 +424,26 @@ async def test_a_child_workflow_without_any_workflow_resolver_is_refused_at_star
             await engine.start(wf)
     assert rec.calls == []
     assert await store.list_runs() == []
+
+
+async def test_a_subscriber_that_never_reads_does_not_stall_the_engine(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    """ARCHITECTURE §6: a slow subscriber never stalls the engine; the bus drops events
+    for it and marks the gap. The marker must reach the subscriber once it catches up,
+    even when the run has finished and no further event will be published."""
+    wf = parse("workflow w { " + " ".join(f"call step{i}" for i in range(20)) + " }")
+    async with (
+        make_engine() as engine,
+        engine.events.subscribe(max_buffer=3) as lagging,
+    ):
+        result = await engine.run(wf)  # nobody reads `lagging` meanwhile
+        received = []
+        while (event := await lagging.receive(timeout=0.2)) is not None:
+            received.append(event)
+    assert result.succeeded
+    assert len(rec.calls) == 20
+    assert lagging.dropped > 0
+    assert [e.type for e in received][:3] == ["run_started", "step_started", "step_completed"]
+    assert any(e.type == "events_dropped" for e in received)  # the gap is signalled
+    assert len(await store.read_events(result.run_id)) == 20 * 2 + 3  # all stored
