@@ -66,6 +66,14 @@ async def mark_cancelled(state: RunState, step: StepRecord, what: str = "cancell
             state.log.debug("could not record cancelled step", step_id=step.id, error=str(exc))
 
 
+async def close_interrupted(state: RunState, step: StepRecord) -> None:
+    """Close a row an engine stop or crash left open; the step runs again in a new row."""
+    what = "interrupted: the engine stopped before this attempt finished; it ran again"
+    await state.update_step(
+        step.id, StepUpdate(StepStatus.FAILED, result_text=what, step_error=what)
+    )
+
+
 async def run_attempts(
     state: RunState,
     *,
@@ -89,6 +97,9 @@ async def run_attempts(
     """
     result_name = result_name or name
     retry_error: str | None = None
+    earlier = state.latest(key)
+    if earlier is not None and not earlier.is_terminal:
+        await close_interrupted(state, earlier)
     for attempt in range(retries + 1):
         step = await state.insert_step(
             name,

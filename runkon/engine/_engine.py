@@ -39,7 +39,14 @@ from runkon.engine._result import EngineShutdownError, RunHandle, WorkflowResult
 from runkon.engine._services import ChildRequest, EngineServices
 from runkon.engine._state import RunState, event
 from runkon.engine._summary import build_summary
-from runkon.errors import ExecutionError, LeaseLostError, StoreError, UnknownGateError
+from runkon.engine._attempts import describe_error
+from runkon.errors import (
+    ExecutionError,
+    InvalidTransitionError,
+    LeaseLostError,
+    StoreError,
+    UnknownGateError,
+)
 from runkon.events import EventBus, EventSink, LeaseLost, event_from_record
 from runkon.persistence import (
     EventRecord,
@@ -64,6 +71,11 @@ def _as_resolver(workflows: WorkflowsArg) -> WorkflowResolver | None:
     if isinstance(workflows, str | os.PathLike):
         return DirectoryWorkflowResolver(workflows)
     return InMemoryWorkflowResolver(workflows)
+
+
+def _run_options(fail_fast: bool) -> dict[str, str]:
+    """What a run keeps of how it was started, so a resume behaves the same."""
+    return {"fail_fast": "true" if fail_fast else "false"}
 
 
 def _require_resolver(workflow: WorkflowDef, report: ValidationReport) -> ValidationReport:
@@ -369,6 +381,7 @@ class FlowEngine:
         snapshot = await self._validate_async(workflow)
         values = apply_inputs(workflow, inputs)
         dry = self.dry_run if dry_run is None else dry_run
+        fail = self.fail_fast if fail_fast is None else fail_fast
         run = await self.store.create_run(
             NewRun(
                 workflow_name=workflow.name,
@@ -377,6 +390,7 @@ class FlowEngine:
                 definition_snapshot=snapshot,
                 inputs=values,
                 workflow_title=workflow.title,
+                options=_run_options(fail),
             )
         )
         generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
@@ -389,7 +403,7 @@ class FlowEngine:
             generation,
             values,
             dry_run=dry,
-            fail_fast=self.fail_fast if fail_fast is None else fail_fast,
+            fail_fast=fail,
         )
         handle = RunHandle(self, run.id, workflow.name)
         self._runs[run.id] = _ActiveRun(state, handle)
@@ -451,7 +465,7 @@ class FlowEngine:
             dict(run.inputs),
             depth=depth,
             dry_run=run.dry_run,
-            fail_fast=self.fail_fast,
+            fail_fast=run.options.get("fail_fast", "true" if self.fail_fast else "false") == "true",
             resumed=True,
         )
         state.load_history(steps)
@@ -494,6 +508,7 @@ class FlowEngine:
                     workflow_title=request.workflow.title,
                     iteration=request.iteration,
                     depth=parent.depth + 1,
+                    options=_run_options(parent.fail_fast),
                 )
             )
             generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
@@ -556,6 +571,9 @@ class FlowEngine:
             state.lease_lost = True
         except EngineShutdownError:  # a child stopped by the shutdown: stop here too
             state.shutdown = True
+        except Exception as exc:  # a bug, or an extension misbehaving beyond its step
+            state.log.exception("run stopped by an internal error")
+            state.fail(None, f"internal error: {describe_error(exc)}")
         return await self._finish(state, cancelled=state.cancel_scope.cancel_called)
 
     async def _mark_started(self, state: RunState) -> None:
@@ -570,12 +588,18 @@ class FlowEngine:
             start = event(
                 "run_started", workflow_name=state.workflow.name, parent_run_id=run.parent_run_id
             )
-        if run.status in (RunStatus.WAITING, RunStatus.CANCELLING):
+        if run.status in (RunStatus.WAITING, RunStatus.CANCELLING) or (
+            state.cancel_scope.cancel_called
+        ):
             await state.append_events(start)  # status moves on when the gate is decided
-        else:
+            return
+        try:
             await self.store.set_run_status(
                 run.id, RunStatus.RUNNING, generation=state.generation, events=[start]
             )
+        except InvalidTransitionError:  # cancelled (elsewhere) before it could start
+            await state.append_events(start)
+            state.cancel_scope.cancel()
 
     async def _finish(self, state: RunState, *, cancelled: bool) -> WorkflowResult:
         if state.lease_lost:

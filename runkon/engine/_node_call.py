@@ -69,7 +69,7 @@ async def run_call(
     position = state.next_position() if position is None else position
     done = state.completed(key)
     if done is not None:
-        state.restore(name, done)
+        await state.restore(name, done)
         return done.status == "completed"
 
     async def attempt(step: StepRecord, attempt: int, retry_error: str | None) -> Outcome:
@@ -163,13 +163,33 @@ async def _attempt(
         return Failure(
             f"executor for {label!r} returned {type(output).__name__}, not an ActionOutput"
         )
+    return checked_output(label, output)
+
+
+def checked_output(label: str, output: ActionOutput) -> Outcome:
+    """The executor's output as a success, or a failure naming what is wrong with it."""
+    markers = tuple(output.markers)
+    if not all(isinstance(marker, str) for marker in markers):
+        return Failure(
+            f"executor for {label!r} returned markers that are not all strings: {markers!r}"
+        )
+    context: object = output.context
+    if context is not None and not isinstance(context, str):
+        return Failure(f"executor for {label!r} returned a context that is not a string")
+    try:
+        structured = output.structured_json()
+    except (TypeError, ValueError) as exc:
+        return Failure(f"executor for {label!r} returned structured output that is not JSON: {exc}")
+    metadata = dict(output.metadata)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        return Failure(f"executor for {label!r} returned metadata that is not all strings")
     return Success(
-        markers=tuple(output.markers),
+        markers=markers,
         context=output.context or "",
-        structured_output=output.structured_json(),
-        result_text=output.result_text,
+        structured_output=structured,
+        result_text=None if output.result_text is None else str(output.result_text),
         child_run_id=output.child_run_id,
-        metadata=dict(output.metadata),
+        metadata=metadata,
     )
 
 

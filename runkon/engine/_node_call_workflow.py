@@ -35,8 +35,10 @@ async def resolve_workflow(state: RunState, name: str) -> WorkflowDef:
         )
     try:
         return await anyio.to_thread.run_sync(resolver.resolve, name)
-    except DslError as exc:
-        raise ExecutionError(f"workflow {name!r} could not be loaded: {exc}") from exc
+    except Exception as exc:  # a host's resolver may fail in any way (I/O, network share)
+        raise ExecutionError(
+            f"workflow {name!r} could not be loaded: {describe_error(exc)}"
+        ) from exc
 
 
 async def bubble_up(state: RunState, child_run_id: str) -> tuple[tuple[str, ...], str]:
@@ -81,10 +83,9 @@ async def run_call_workflow_node(
     position = state.next_position()
     done = state.completed(key)
     if done is not None:
-        state.restore(name, done)
         if done.child_run_id and done.status == StepStatus.COMPLETED:
             await bubble_up(state, done.child_run_id)
-            state.restore(name, done)
+        await state.restore(name, done)  # after the bubbling: its own result wins
         return
     earlier = state.latest(key)
     resumable = earlier.child_run_id if earlier is not None and not earlier.is_terminal else None

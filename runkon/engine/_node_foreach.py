@@ -21,7 +21,7 @@ from runkon.dsl import MAX_WORKFLOW_DEPTH, ForEachNode
 from runkon.engine._attempts import describe_error, mark_cancelled
 from runkon.engine._node_call import step_key
 from runkon.engine._node_call_workflow import resolve_workflow
-from runkon.engine._protocols import ProviderContext
+from runkon.engine._protocols import FanOutItem, ProviderContext
 from runkon.engine._services import ChildRequest
 from runkon.engine._state import RunState, event
 from runkon.engine._variables import substitute
@@ -46,7 +46,7 @@ async def run_foreach_node(state: RunState, node: ForEachNode, path: str, iterat
     position = state.next_position()
     done = state.completed(key)
     if done is not None:
-        state.restore(name, done)
+        await state.restore(name, done)
         return
     earlier = state.latest(key)
     if earlier is not None and not earlier.is_terminal:
@@ -67,6 +67,24 @@ async def run_foreach_node(state: RunState, node: ForEachNode, path: str, iterat
         if not (state.shutdown or state.lease_lost):
             await mark_cancelled(state, step)
         raise
+
+
+def _check_items(items: Sequence[object]) -> str | None:
+    """Why the provider's items cannot be used, or None."""
+    for item in items:
+        if not isinstance(item, FanOutItem):
+            return f"returned {type(item).__name__}, not a FanOutItem"
+        fields: tuple[object, ...] = (item.item_id, item.item_type, item.item_ref)
+        if not all(isinstance(value, str) for value in fields) or not item.item_id:
+            return f"returned an item whose id, type or ref is not a string: {item!r}"
+        context: dict[object, object] = dict(item.context)
+        for key, value in context.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                return (
+                    f"returned item {item.item_id!r} whose context {key!r} is not a string "
+                    f"({type(value).__name__}); context values become the child's inputs"
+                )
+    return None
 
 
 class _Fanout:
@@ -131,6 +149,10 @@ class _Fanout:
             await self.fail(
                 f"foreach {node.name!r}: provider {node.over!r} failed: {describe_error(exc)}"
             )
+            return
+        problem = _check_items(items)
+        if problem is not None:
+            await self.fail(f"foreach {node.name!r}: provider {node.over!r} {problem}")
             return
         await state.store.insert_fan_out_items(
             self.step.id,

@@ -49,6 +49,14 @@ async def run_gate_node(state: RunState, node: GateNode, path: str, iteration: i
             return
         if gate.decision is not None:
             state.skipped_on_resume += 1
+            await state.append_events(
+                event(
+                    "step_skipped",
+                    step_name=node.name,
+                    step_id=gate.step_id,
+                    reason="decided before the resume",
+                )
+            )
             _apply(state, node, gate, iteration)
             return
     if state.dry_run:
@@ -266,7 +274,7 @@ async def _quality_gate(
     assert config is not None
     done = state.completed(key)
     if done is not None:
-        state.restore(node.name, done)
+        await state.restore(node.name, done)
         return
     step = await state.insert_step(
         node.name,

@@ -47,10 +47,11 @@ async def run_parallel_node(state: RunState, node: ParallelNode, path: str, iter
         runnable.append((index, call, position))
 
     successes = 0
-    failed_for_good = False
+    failures = 0
+    required = node.min_success if node.min_success is not None else len(runnable)
 
     async def branch(index: int, call: ParallelCall, position: int) -> None:
-        nonlocal successes, failed_for_good
+        nonlocal successes, failures
         succeeded = await run_call(
             state,
             _spec(node, call),
@@ -66,9 +67,9 @@ async def run_parallel_node(state: RunState, node: ParallelNode, path: str, iter
             state.results[call.agent.step_key].status == StepStatus.SKIPPED
         ):
             return  # on_fail = continue: neither a success nor a block failure
-        failed_for_good = True
-        if node.fail_fast:
-            tg.cancel_scope.cancel()
+        failures += 1
+        if node.fail_fast and len(runnable) - failures < required:
+            tg.cancel_scope.cancel()  # min_success can no longer be met: stop the rest
 
     # Branch failures are reported by the block, not one by one: collect, then decide.
     failed_before, error_before = state.failed, state.error
@@ -83,7 +84,6 @@ async def run_parallel_node(state: RunState, node: ParallelNode, path: str, iter
     branch_error = state.error if state.failed and not failed_before else None
     state.failed, state.error = failed_before, error_before
 
-    required = node.min_success if node.min_success is not None else len(runnable)
     if successes < required:
         reason = branch_error or "a call failed"
         state.fail(
@@ -91,7 +91,7 @@ async def run_parallel_node(state: RunState, node: ParallelNode, path: str, iter
             f"parallel block: {successes} of {len(runnable)} call(s) succeeded, "
             f"{required} required ({skipped} skipped by condition); first error: {reason}",
         )
-    elif failed_for_good:
+    elif failures:
         state.log.info("parallel block met min_success despite failures", successes=successes)
 
 

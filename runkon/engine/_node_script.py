@@ -53,7 +53,7 @@ async def run_script_node(state: RunState, node: ScriptNode, path: str, iteratio
     position = state.next_position()
     done = state.completed(key)
     if done is not None:
-        state.restore(node.name, done)
+        await state.restore(node.name, done)
         return
 
     async def attempt(step: StepRecord, attempt: int, retry_error: str | None) -> Outcome:
@@ -119,13 +119,21 @@ async def _run_once(
     command = substitute(node.run, state.vars.snapshot(), quote=shell_quote)
     try:
         env = await script_env(state, node, ctx)
-        process = await anyio.open_process(
-            ["sh", "-c", command],
-            cwd=state.services.working_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+    except Exception as exc:
+        return Failure(
+            f"script {node.name!r}: the script env provider failed: {describe_error(exc)}"
         )
+    try:
+        # Shielded: a cancellation landing mid-spawn must not lose the process handle
+        # (the process may already run and fork); it is delivered right after.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                ["sh", "-c", command],
+                cwd=state.services.working_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
     except OSError as exc:
         return Failure(f"script {node.name!r} could not start: {describe_error(exc)}")
     stdout = bytearray()

@@ -203,9 +203,18 @@ class RunState:
         done = (StepStatus.COMPLETED, StepStatus.SKIPPED)
         return sum(1 for rows in self._history.values() if rows[-1].status in done)
 
-    def restore(self, key_name: str, row: StepRecord) -> None:
-        """Make a step finished before the resume count as if it had just run."""
+    async def restore(self, key_name: str, row: StepRecord) -> None:
+        """Make a step finished before the resume count as if it had just run, and tell
+        event consumers it was skipped."""
         self.skipped_on_resume += 1
+        await self.append_events(
+            event(
+                "step_skipped",
+                step_name=row.step_name,
+                step_id=row.id,
+                reason="completed before the resume",
+            )
+        )
         if row.status == StepStatus.COMPLETED:
             self.record_success(
                 key_name,

@@ -194,6 +194,7 @@ class InMemoryStore:
             generation=0,
             cancel_reason=None,
             cancel_requested_by=None,
+            options=rules.string_map(new_run.options, "run options"),
         )
         staged = self._stage_events(run.id, events, now)
         self._runs[run.id] = run

@@ -219,6 +219,8 @@ class NewRun:
         workflow_title: the workflow's display title.
         iteration: the iteration of the parent loop that started this child run.
         depth: nesting depth (0 for a top-level run).
+        options: how the run was asked to execute (e.g. ``fail_fast``), kept so that a
+            resumed run behaves as it was started.
     """
 
     workflow_name: str
@@ -231,6 +233,7 @@ class NewRun:
     workflow_title: str | None = None
     iteration: int = 0
     depth: int = 0
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @_fast_init
@@ -267,6 +270,7 @@ class RunRecord:
     generation: int
     cancel_reason: str | None
     cancel_requested_by: str | None
+    options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:

@@ -172,6 +172,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX idx_runkon_runs_workflow_name ON workflow_runs(workflow_name);
         """,
     ),
+    Migration(
+        2,
+        "run options (fail_fast, ...) so that a resumed run behaves as it was started",
+        """
+        ALTER TABLE workflow_runs ADD COLUMN runkon_options TEXT;
+        """,
+    ),
 )
 """runkon's schema changes, in order. Append only."""
 

@@ -138,13 +138,14 @@ def create_run(
         generation=0,
         cancel_reason=None,
         cancel_requested_by=None,
+        options=rules.string_map(new_run.options, "run options"),
     )
     with write_tx(conn):
         conn.execute(
             "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, parent_workflow_run_id, "
             'parent_step_id, status, dry_run, "trigger", started_at, definition_snapshot, inputs, '
-            "workflow_title, iteration, depth, generation) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            "workflow_title, iteration, depth, generation, runkon_options) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (
                 run.id,
                 run.workflow_name,
@@ -159,6 +160,7 @@ def create_run(
                 run.workflow_title,
                 run.iteration,
                 run.depth,
+                rules.dump_json(dict(run.options)) if run.options else None,
             ),
         )
         stored = insert_events(conn, run.id, events, now)

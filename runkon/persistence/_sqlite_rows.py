@@ -48,7 +48,8 @@ RUN_COLUMNS = (
     "id, workflow_name, COALESCE(parent_workflow_run_id, parent_run_id) AS parent_run_id, "
     'parent_step_id, status, dry_run, "trigger", started_at, ended_at, result_summary, error, '
     "definition_snapshot, inputs, workflow_title, iteration, depth, blocked_on, "
-    "total_duration_ms, owner_token, lease_until, generation, cancel_reason, cancel_requested_by"
+    "total_duration_ms, owner_token, lease_until, generation, cancel_reason, cancel_requested_by, "
+    "runkon_options"
 )
 
 STEP_COLUMNS = (
@@ -185,6 +186,7 @@ def row_to_run(row: sqlite3.Row) -> RunRecord:
         generation=row["generation"],
         cancel_reason=row["cancel_reason"],
         cancel_requested_by=row["cancel_requested_by"],
+        options=_string_map(table, run_id, "runkon_options", row["runkon_options"]),
     )
 
 
