@@ -29,6 +29,7 @@ from runkon.dsl import (
     validate_workflow,
     workflow_refs,
 )
+from runkon.engine._attempts import describe_error
 from runkon.engine._errors import RunAlreadyOwnedError
 from runkon.engine._gates import GateWaiters
 from runkon.engine._inputs import apply_inputs
@@ -39,7 +40,6 @@ from runkon.engine._result import EngineShutdownError, RunHandle, WorkflowResult
 from runkon.engine._services import ChildRequest, EngineServices
 from runkon.engine._state import RunState, event
 from runkon.engine._summary import build_summary
-from runkon.engine._attempts import describe_error
 from runkon.errors import (
     ExecutionError,
     InvalidTransitionError,
