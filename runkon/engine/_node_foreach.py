@@ -77,8 +77,8 @@ def _check_items(items: Sequence[object]) -> str | None:
         fields: tuple[object, ...] = (item.item_id, item.item_type, item.item_ref)
         if not all(isinstance(value, str) for value in fields) or not item.item_id:
             return f"returned an item whose id, type or ref is not a string: {item!r}"
-        context: dict[object, object] = dict(item.context)
-        for key, value in context.items():
+        pairs: list[tuple[object, object]] = list(item.context.items())
+        for key, value in pairs:
             if not isinstance(key, str) or not isinstance(value, str):
                 return (
                     f"returned item {item.item_id!r} whose context {key!r} is not a string "
