@@ -449,11 +449,15 @@ class FlowEngine:
         tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
 
-    async def _resume_state(self, run: RunRecord, depth: int) -> RunState:
+    async def _resume_state(
+        self, run: RunRecord, depth: int, *, wait_for_lease: bool = False
+    ) -> RunState:
         if not run.definition_snapshot:
             raise ExecutionError(f"run {run.id!r} has no definition snapshot to resume from")
         workflow = WorkflowDef.from_json(run.definition_snapshot)
         generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
+        if generation is None and wait_for_lease:
+            generation = await self._await_expired_lease(run.id)
         if generation is None:
             raise RunAlreadyOwnedError(run.id)
         steps = await self.store.get_steps(run.id)
@@ -474,6 +478,23 @@ class FlowEngine:
             state.cancel_scope.cancel()
         return state
 
+    async def _await_expired_lease(self, run_id: str) -> int | None:
+        """Claim a child run whose lease is about to run out (its parent's engine died;
+        the child's lease was refreshed in the same batch, so it expires within a TTL)."""
+        for _ in range(3):
+            run = await self.store.get_run(run_id)
+            if run.lease_until is None:
+                delay = 0.0
+            else:
+                delay = (run.lease_until - datetime.now(UTC)).total_seconds() + 0.05
+            if delay > 2 * self.lease_ttl:
+                return None  # a live engine holds it for longer than a dead one could
+            await anyio.sleep(max(delay, 0.0))
+            generation = await self.store.acquire_lease(run_id, self.owner, self.lease_ttl)
+            if generation is not None:
+                return generation
+        return None
+
     async def _recover(self) -> None:
         for run in await self.store.list_recoverable_runs():
             if run.parent_run_id is not None or run.id in self._runs:
@@ -493,7 +514,7 @@ class FlowEngine:
                 existing.id, existing.workflow_name, existing.status, existing.error
             )
         if existing is not None:
-            state = await self._resume_state(existing, depth=parent.depth + 1)
+            state = await self._resume_state(existing, depth=parent.depth + 1, wait_for_lease=True)
         else:
             values = apply_inputs(request.workflow, request.inputs)
             run = await self.store.create_run(
@@ -640,12 +661,13 @@ class FlowEngine:
 
     async def _record_outcome(self, state: RunState, cancelled: bool) -> WorkflowResult:
         """Write the final status (after the ``always`` block, which may have lost the
-        lease or met the shutdown)."""
+        lease or met the shutdown, or during which a cancellation may have come)."""
         if state.lease_lost:
             raise LeaseLostError(state.run_id, expected=state.generation, actual=None)
         if state.shutdown:
             await self._release(state)
             raise EngineShutdownError(state.run_id)
+        cancelled = cancelled or state.cancel_scope.cancel_called
         steps = await self.store.get_steps(state.run_id)
         duration_ms = state.elapsed_ms()
         metrics = state.metrics

@@ -118,14 +118,22 @@ class Subscription:
         return self
 
     async def __anext__(self) -> EngineEvent:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._receive.close()
-            raise StopAsyncIteration from None
+        event = await self.receive()
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
     async def receive(self, *, timeout: float | None = None) -> EngineEvent | None:
         """The next event, or None when the subscription ended or ``timeout`` passed."""
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            if self._gap is not None:  # caught up: say what was missed before waiting on
+                marker, self._gap = self._gap.marker(), None
+                return marker
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            return None
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             try:
                 return await self._receive.receive()

@@ -128,8 +128,9 @@ class StepFailed(_Event):
 
 
 class StepSkipped(_Event):
-    """A step did not run: its condition was false, it completed before a resume, or it
-    failed with ``on_fail = continue``."""
+    """A step did not run: a ``parallel`` call whose ``if`` was false, a step that
+    completed before a resume, or a step that failed with ``on_fail = continue``.
+    (Steps inside an ``if``/``unless`` whose condition is false leave no record.)"""
 
     type: Literal["step_skipped"] = "step_skipped"
     step_name: str

@@ -149,7 +149,7 @@ class InMemoryStore:
         """Build the records ``events`` will become; nothing is stored yet."""
         first_seq = len(self._events.get(run_id, ())) + 1
         return [
-            EventRecord(run_id, first_seq + index, event.type, rules.event_data(event)[1], now)
+            EventRecord(run_id, first_seq + index, event.type, rules.event_dict(event), now)
             for index, event in enumerate(events)
         ]
 
