@@ -69,7 +69,8 @@ def main() -> None:
             rate = statistics.median(rates)
             target = TARGETS[name]
             verdict = "PASS" if rate >= target else "FAIL"
-            print(f"{name:8} {label:22} {rate:10,.0f} {target:10,.0f}  {verdict} ({rate / target:.1f}x)")
+            ratio = rate / target
+            print(f"{name:8} {label:22} {rate:10,.0f} {target:10,.0f}  {verdict} ({ratio:.1f}x)")
 
 
 if __name__ == "__main__":
