@@ -7,25 +7,63 @@ import types
 
 import pytest
 
-PUBLIC_MODULES = ["runkon", "runkon.dsl", "runkon.errors", "runkon.cli"]
+PUBLIC_MODULES = [
+    "runkon",
+    "runkon.cli",
+    "runkon.dsl",
+    "runkon.engine",
+    "runkon.errors",
+    "runkon.events",
+    "runkon.persistence",
+    "runkon.testing",
+]
 
 # The contract. A change here is a change of the public API: update CHANGELOG.md too.
 EXPECTED: dict[str, list[str]] = {
     "runkon": [
+        "ActionExecutor",
+        "ActionOutput",
+        "ActionParams",
+        "BaseItemProvider",
         "DirectoryWorkflowResolver",
         "DslError",
         "DslSyntaxError",
+        "EngineEvent",
+        "EngineShutdownError",
+        "EventSink",
         "ExecutionError",
+        "FanOutItem",
+        "FlowEngine",
+        "GateVerdict",
         "GateError",
+        "GateReceipt",
+        "GateRequest",
+        "GateResolver",
+        "InMemoryStore",
         "InMemoryWorkflowResolver",
+        "InputError",
+        "InvalidSelectionError",
+        "ItemProvider",
         "LeaseLostError",
+        "RunAlreadyOwnedError",
+        "RunHandle",
+        "RunStatus",
         "RunkonError",
+        "ScriptEnvProvider",
+        "SqliteStore",
+        "StepContext",
+        "StepStatus",
+        "Store",
         "StoreError",
+        "UnknownGateError",
+        "UnknownRunError",
         "ValidationIssue",
         "ValidationReport",
+        "WaitingGate",
         "WorkflowDef",
         "WorkflowNotFoundError",
         "WorkflowResolver",
+        "WorkflowResult",
         "WorkflowValidationError",
         "__version__",
         "load_workflow",
@@ -65,7 +103,10 @@ def test_exports_match_the_contract(name: str) -> None:
 def test_subpackage_names_are_reachable_from_the_top() -> None:
     import runkon
     import runkon.dsl
+    import runkon.engine
+    import runkon.persistence
 
     for attr in runkon.__all__:
-        if hasattr(runkon.dsl, attr):
-            assert getattr(runkon, attr) is getattr(runkon.dsl, attr)
+        for package in (runkon.dsl, runkon.engine, runkon.persistence):
+            if hasattr(package, attr):
+                assert getattr(runkon, attr) is getattr(package, attr)

@@ -15,9 +15,9 @@ from runkon.engine._protocols import ActionOutput as ActionOutput
 from runkon.engine._protocols import ActionParams as ActionParams
 from runkon.engine._protocols import BaseItemProvider as BaseItemProvider
 from runkon.engine._protocols import FanOutItem as FanOutItem
-from runkon.engine._protocols import GateDecision as GateDecision
 from runkon.engine._protocols import GateRequest as GateRequest
 from runkon.engine._protocols import GateResolver as GateResolver
+from runkon.engine._protocols import GateVerdict as GateVerdict
 from runkon.engine._protocols import ItemProvider as ItemProvider
 from runkon.engine._protocols import ProviderContext as ProviderContext
 from runkon.engine._protocols import ScriptEnvProvider as ScriptEnvProvider
@@ -42,9 +42,9 @@ __all__ = [
     "FanOutItem",
     "FlowEngine",
     "FlowOutput",
-    "GateDecision",
     "GateRequest",
     "GateResolver",
+    "GateVerdict",
     "InputError",
     "ItemProvider",
     "ProviderContext",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from runkon.engine._protocols import GateDecision, GateRequest, GateResolver
+from runkon.engine._protocols import GateRequest, GateResolver, GateVerdict
 from runkon.engine._state import RunState
 from runkon.persistence import GateRecord, StepStatus
 
@@ -116,8 +116,8 @@ async def _run_resolver(state: RunState, resolver: GateResolver, request: GateRe
         return
     if decision is None:
         return
-    if not isinstance(decision, GateDecision):
-        state.log.warning("gate resolver returned no GateDecision", gate=request.gate_name)
+    if not isinstance(decision, GateVerdict):
+        state.log.warning("gate resolver returned no GateVerdict", gate=request.gate_name)
         return
     store = state.services.store
     if decision.approved:

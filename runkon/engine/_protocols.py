@@ -20,9 +20,9 @@ __all__ = [
     "ActionParams",
     "BaseItemProvider",
     "FanOutItem",
-    "GateDecision",
     "GateRequest",
     "GateResolver",
+    "GateVerdict",
     "ItemProvider",
     "ProviderContext",
     "ScriptEnvProvider",
@@ -253,7 +253,7 @@ class GateRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class GateDecision:
+class GateVerdict:
     """A resolver's verdict."""
 
     approved: bool
@@ -270,9 +270,9 @@ class GateResolver(Protocol):
 
     ``resolve`` is started when the gate opens and CANCELLED the moment the gate is
     decided any other way (an approval, a timeout, the run's cancellation). It returns
-    a :class:`GateDecision`, or None to leave the gate to people and the deadline.
+    a :class:`GateVerdict`, or None to leave the gate to people and the deadline.
     """
 
     gate_type: str
 
-    async def resolve(self, gate: GateRequest) -> GateDecision | None: ...
+    async def resolve(self, gate: GateRequest) -> GateVerdict | None: ...

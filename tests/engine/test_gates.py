@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from runkon.engine import FlowEngine, GateDecision, GateRequest
+from runkon.engine import FlowEngine, GateRequest, GateVerdict
 from runkon.errors import InvalidSelectionError
 from runkon.persistence import ReceiptOutcome, RunStatus, StepStatus, Store, WaitingGate
 
@@ -192,10 +192,10 @@ async def test_a_gate_resolver_decides_its_gate_type(
     class ChecksGreen:
         gate_type = "ci_green"
 
-        async def resolve(self, gate: GateRequest) -> GateDecision | None:
+        async def resolve(self, gate: GateRequest) -> GateVerdict | None:
             seen.append(gate)
             await anyio.sleep(0.05)
-            return GateDecision(approved=True, feedback="all checks passed", by="ci")
+            return GateVerdict(approved=True, feedback="all checks passed", by="ci")
 
     wf = parse(
         """
@@ -227,9 +227,9 @@ async def test_a_review_decision_gate_hands_its_mode_to_the_resolver(
     class PrReviews:
         gate_type = "pr_approval"
 
-        async def resolve(self, gate: GateRequest) -> GateDecision | None:
+        async def resolve(self, gate: GateRequest) -> GateVerdict | None:
             seen.append(gate)
-            return GateDecision(approved=False, feedback="changes requested", by="github")
+            return GateVerdict(approved=False, feedback="changes requested", by="github")
 
     wf = parse(
         'workflow w { gate pr_approval { mode = review_decision  timeout = "1h" }  call merge }'
@@ -404,13 +404,13 @@ async def test_a_resolver_still_deciding_is_cancelled_when_a_person_decides_firs
     class SlowChecks:
         gate_type = "ci_green"
 
-        async def resolve(self, gate: GateRequest) -> GateDecision | None:
+        async def resolve(self, gate: GateRequest) -> GateVerdict | None:
             try:
                 await anyio.sleep(30)
             except anyio.get_cancelled_exc_class():
                 outcome.append("cancelled")
                 raise
-            return GateDecision(approved=False)
+            return GateVerdict(approved=False)
 
     wf = parse('workflow w { gate ci { type = ci_green  timeout = "1h" }  call merge }')
     async with make_engine(gate_resolvers=[SlowChecks()]) as engine:
