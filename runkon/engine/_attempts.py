@@ -26,7 +26,7 @@ from runkon.errors import StoreError
 from runkon.persistence import StepRecord, StepRole, StepStatus, StepUpdate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Success:
     """A successful attempt's output."""
 
@@ -38,7 +38,7 @@ class Success:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failure:
     """A failed attempt: why, and whether it ran out of time."""
 

@@ -548,6 +548,7 @@ class FlowEngine:
             if request.on_started is not None:
                 await request.on_started(run.id)
         state.shutdown = parent.shutdown
+        state.parent = parent
         state.as_identity = request.as_identity or parent.as_identity
         self._runs[state.run_id] = _ActiveRun(state, None)
         try:

@@ -69,8 +69,10 @@ async def execute_nodes(
         for index, node in enumerate(nodes):
             if state.stopped(respect_fail_fast) and not isinstance(node, AlwaysNode):
                 continue
-            # A cancelled run starts no further step, even when nothing it awaits suspends.
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            if state.cancel_requested():
+                # A cancelled run starts no further step, even when nothing it awaits
+                # suspends (an in-memory store, instant executors): deliver it now.
+                await anyio.lowlevel.checkpoint()
             await run_node(state, node, f"{path}.{index}", iteration)
     except anyio.get_cancelled_exc_class():
         if not (state.lease_lost or state.shutdown):

@@ -38,7 +38,35 @@ def step_key(name: str, path: str) -> str:
     return f"{name}@{path}"
 
 
+_SPECS: dict[int, tuple[CallNode, CallSpec]] = {}
+
+
+def _plain_spec(node: CallNode) -> CallSpec:
+    """The spec of a call outside any ``do`` block: the same every time, so built once."""
+    cached = _SPECS.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    spec = CallSpec(
+        agent=node.agent,
+        retries=node.retries,
+        on_fail=node.on_fail,
+        output=node.output,
+        snippets=node.snippets,
+        as_identity=node.as_identity,
+        plugin_dirs=node.plugin_dirs,
+        timeout=node.timeout,
+        max_turns=node.max_turns,
+    )
+    if len(_SPECS) > 10_000:
+        _SPECS.clear()
+    _SPECS[id(node)] = (node, spec)
+    return spec
+
+
 async def run_call_node(state: RunState, node: CallNode, path: str, iteration: int) -> None:
+    if state.block.output is None and not state.block.snippets:
+        await run_call(state, _plain_spec(node), path, iteration)
+        return
     spec = CallSpec(
         agent=node.agent,
         retries=node.retries,

@@ -30,9 +30,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepContext:
     """Where a step runs: the run, the step's identity and the environment.
+
+    Built fresh for every attempt; treat it as read-only (it is not frozen only because
+    building it sits on the engine's hot path).
 
     Attributes:
         run_id: the run's id.
@@ -57,16 +60,16 @@ class StepContext:
     step_key: str
     attempt: int = 0
     iteration: int = 0
-    working_dir: Path = field(default_factory=Path.cwd)
+    working_dir: Path = field(default_factory=Path.cwd)  # the engine always passes it
     dry_run: bool = False
     parent_run_id: str | None = None
     depth: int = 0
     timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActionParams:
-    """What a ``call`` asks of its executor.
+    """What a ``call`` asks of its executor (fresh per attempt; treat it as read-only).
 
     Attributes:
         name: the agent as written (a name or a path).

@@ -133,6 +133,7 @@ class RunState:
     fail_fast: bool = True
     resumed: bool = False
     as_identity: str | None = None
+    parent: RunState | None = None
     results: dict[str, StepResult] = field(default_factory=dict)
     failed: bool = False
     error: str | None = None
@@ -275,6 +276,15 @@ class RunState:
         if self.error is None:
             self.error = error
         self.log.info("step failed", step=key_name, error=error)
+
+    def cancel_requested(self) -> bool:
+        """True when this run's scope, or an enclosing run's, has been cancelled."""
+        state: RunState | None = self
+        while state is not None:
+            if state.cancel_scope.cancel_called:
+                return True
+            state = state.parent
+        return False
 
     def stopped(self, respect_fail_fast: bool = True) -> bool:
         """True when the remaining steps of a block must not run."""

@@ -52,7 +52,7 @@ _PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _log = structlog.get_logger("runkon.engine")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContextEntry:
     """One step's contribution to the run's context history."""
 
