@@ -52,8 +52,8 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _log = structlog.get_logger("runkon.persistence")
 
-CHECKPOINT_EVERY = 200
-"""Inline writes between two passive checkpoints on the worker (about 1,000 WAL pages)."""
+CHECKPOINT_EVERY = 500
+"""Inline writes between two passive checkpoints on the worker (about 2,500 WAL pages)."""
 
 
 class Connections:
@@ -75,6 +75,8 @@ class Connections:
         self._inline: sqlite3.Connection | None = None
         self._inline_writes = 0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._worker_calls = 0  # calls of run() now on the worker (or its queue)
+        self._idle: asyncio.Event | None = None  # set when _worker_calls hits 0
 
     @property
     def is_open(self) -> bool:
@@ -112,6 +114,9 @@ class Connections:
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
             checkpoint.cancel()
+        if self._idle is not None:  # waiters retry, find the store closed, and say so
+            self._idle.set()
+            self._idle = None
         with anyio.CancelScope(shield=True):
             try:
                 if inline is not None:
@@ -136,7 +141,13 @@ class Connections:
         lets the next write rewind the WAL if no write lands while it copies pages.
         """
         inline = self._inline
-        if inline is not None and self._checkpoint is None:
+        while inline is not None and (self._checkpoint is not None or self._worker_calls):
+            # Our own worker holds (or queues for) the lock, or a checkpoint runs: an inline
+            # attempt would only fail, and joining the worker's queue would keep it busy
+            # for as long as calls keep coming. Wait until it is done, then go inline.
+            await self._wait_idle()
+            inline = self._inline
+        if inline is not None:
             changes = inline.total_changes
             try:
                 result = fn(inline, *args, **kwargs)
@@ -149,7 +160,23 @@ class Connections:
                 if inline.total_changes != changes:
                     self._count_write()
                 return result
-        return await self.on_worker(fn, *args, **kwargs)
+        self._worker_calls += 1
+        try:
+            return await self.on_worker(fn, *args, **kwargs)
+        finally:
+            self._worker_calls -= 1
+            self._maybe_idle()
+
+    async def _wait_idle(self) -> None:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        await self._idle.wait()
+
+    def _maybe_idle(self) -> None:
+        """Wake the calls waiting for the worker once nothing of ours runs there."""
+        if self._worker_calls == 0 and self._checkpoint is None and self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.set()
 
     def _count_write(self) -> None:
         """Count an inline write; start a passive checkpoint on the worker when due.
@@ -170,6 +197,7 @@ class Connections:
             _log.exception("checkpoint_failed", path=self._path)
         finally:
             self._checkpoint = None
+            self._maybe_idle()
 
     async def on_worker(
         self,
