@@ -8,7 +8,7 @@ are immutable and indexed by id in dicts; a write replaces the record it changes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -51,6 +51,7 @@ from runkon.persistence._records import (
     StepStatus,
     StepUpdate,
     WaitingGate,
+    evolve,
 )
 from runkon.persistence._time import seconds_from, truncate_ms, utc_now
 
@@ -247,7 +248,7 @@ class InMemoryStore:
         rules.check_run_transition(run_id, run.status, status)
         now = utc_now()
         finished = status in TERMINAL_RUN_STATUSES
-        updated = replace(
+        updated = evolve(
             run,
             status=status,
             result_summary=run.result_summary if result_summary is None else result_summary,
@@ -278,7 +279,7 @@ class InMemoryStore:
             return True
         now = utc_now()
         staged = self._stage_events(run_id, [rules.cancellation_event(reason, by)], now)
-        self._runs[run_id] = replace(
+        self._runs[run_id] = evolve(
             run,
             status=RunStatus.CANCELLING,
             blocked_on=None,
@@ -303,7 +304,7 @@ class InMemoryStore:
         if not rules.lease_claimable(run.owner_token, run.lease_until, owner, now):
             return None
         generation = run.generation if run.owner_token == owner else run.generation + 1
-        self._runs[run_id] = replace(
+        self._runs[run_id] = evolve(
             run, owner_token=owner, lease_until=seconds_from(now, ttl), generation=generation
         )
         return generation
@@ -318,7 +319,7 @@ class InMemoryStore:
             if run is None or run.owner_token != owner or run.generation != generation:
                 lost.add(run_id)
             else:
-                self._runs[run_id] = replace(run, lease_until=lease_until)
+                self._runs[run_id] = evolve(run, lease_until=lease_until)
         return lost
 
     async def release_lease(self, run_id: str, owner: str, generation: int) -> bool:
@@ -327,7 +328,7 @@ class InMemoryStore:
         run = self._runs.get(run_id)
         if run is None or run.owner_token != owner or run.generation != generation:
             return False
-        self._runs[run_id] = replace(run, owner_token=None, lease_until=None)
+        self._runs[run_id] = evolve(run, owner_token=None, lease_until=None)
         return True
 
     async def list_recoverable_runs(self, now: datetime | None = None) -> list[RunRecord]:
@@ -479,7 +480,7 @@ class InMemoryStore:
         for row_id, update in updates:
             row = self._items[row_id]
             status = FanOutItemStatus(update.status)
-            row = replace(
+            row = evolve(
                 row,
                 status=status,
                 child_run_id=row.child_run_id
@@ -553,7 +554,7 @@ class InMemoryStore:
         self._gates[step.id] = gate
         self._track_waiting(step)
         if run.status is not RunStatus.CANCELLING:
-            self._runs[run.id] = replace(
+            self._runs[run.id] = evolve(
                 run,
                 status=RunStatus.WAITING,
                 blocked_on=rules.blocked_on_for_gate(step.id, new_gate, options),
@@ -666,7 +667,7 @@ class InMemoryStore:
             step.step_name, step.id, decision, by, feedback, selections
         )
         staged = self._stage_events(step.run_id, [event], now)
-        decided = replace(
+        decided = evolve(
             step,
             status=rules.STATUS_BY_DECISION[decision],
             ended_at=now,
@@ -680,7 +681,7 @@ class InMemoryStore:
         run = self._runs[step.run_id]
         next_status = rules.resolved_run_status(run.status, bool(self._waiting_gates[run.id]))
         if next_status is not None:
-            self._runs[run.id] = replace(run, status=next_status, blocked_on=None)
+            self._runs[run.id] = evolve(run, status=next_status, blocked_on=None)
         note = Notification(NotificationKind.GATE_DECIDED, run.id, step.id, now, decision)
         self._commit(staged, [note])
         return GateReceipt(
@@ -737,8 +738,13 @@ class InMemoryStore:
     ) -> list[WaitingGate]:
         """Waiting gates across runs, earliest deadline first (no deadline last)."""
         self._check_open()
+        if run_id is not None:
+            candidates: list[str] = list(self._waiting_gates.get(run_id, ()))
+        else:
+            candidates = [step_id for ids in self._waiting_gates.values() for step_id in ids]
         found = []
-        for step_id, gate in self._gates.items():
+        for step_id in candidates:
+            gate = self._gates[step_id]
             step = self._steps[step_id]
             run = self._runs[step.run_id]
             if (

@@ -49,6 +49,21 @@ __all__ = [
 _R = TypeVar("_R")
 
 
+def evolve(record: _R, **changes: Any) -> _R:
+    """``dataclasses.replace`` for the frozen records, ten times faster (no ``__init__``
+    re-run, no field introspection per call): the stores call it on every status change.
+    """
+    cls = type(record)
+    names: tuple[str, ...] = cls.__dataclass_fields_names__  # type: ignore[attr-defined]
+    if not changes.keys() <= set(names):
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(changes.keys() - set(names))}")
+    new = object.__new__(cls)
+    set_attr = object.__setattr__
+    for name in names:
+        set_attr(new, name, changes[name] if name in changes else getattr(record, name))
+    return new
+
+
 def _fast_init(cls: type[_R]) -> type[_R]:
     """Give a frozen dataclass an equivalent ``__init__`` that builds it twice as fast.
 
@@ -80,6 +95,7 @@ def _fast_init(cls: type[_R]) -> type[_R]:
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = init  # type: ignore[method-assign]
+    cls.__dataclass_fields_names__ = tuple(item.name for item in dataclasses.fields(cls))  # type: ignore[attr-defined,arg-type]
     return cls
 
 
