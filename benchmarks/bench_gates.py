@@ -168,7 +168,7 @@ async def runkon_figures(make_store: StoreFactory, n: int, idle: float, samples:
         async with engine.events.subscribe(types={"gate_waiting"}, max_buffer=n + 10) as opened:
             start = time.perf_counter()
             handles = [await engine.start(WAIT_WF) for _ in range(n)]
-            async for _ in opened:
+            async for _ in opened:  # every gate_waiting event: one more gate waits
                 waiting += 1
                 if waiting == n:
                     break
@@ -193,36 +193,35 @@ async def runkon_figures(make_store: StoreFactory, n: int, idle: float, samples:
             latencies.append((resumed[handle.run_id] - began) * 1000)
         figures.p50_ms = statistics.median(latencies)
         figures.p99_ms = percentile(latencies, 99)
-        for handle in handles:  # let the rest finish quickly: cancel them
+        figures.skew_p50_ms, figures.skew_p99_ms = await runkon_skew(engine, resumed, samples)
+        for handle in handles:  # the rest are done with: cancel them
             if handle.run_id not in resumed:
                 await engine.cancel_run(handle.run_id, reason="benchmark done")
-
-    figures.skew_p50_ms, figures.skew_p99_ms = await runkon_skew(make_store, samples)
     return figures
 
 
-async def runkon_skew(make_store: StoreFactory, samples: int) -> tuple[float, float]:
-    resumed: dict[str, float] = {}
-
-    async def after(ctx: StepContext, params: ActionParams) -> ActionOutput:
-        resumed[ctx.run_id] = time.time()
-        return ActionOutput()
-
+async def runkon_skew(
+    engine: FlowEngine, resumed: dict[str, float], samples: int
+) -> tuple[float, float]:
+    """Gates timing out while the N others still wait: how late does each run resume?"""
     deadlines: dict[str, datetime] = {}
-    async with FlowEngine(make_store(), actions={"after": after}) as engine:
-        async with engine.events.subscribe(types={"gate_waiting"}, max_buffer=samples + 10) as s:
-            handles = []
-            for _ in range(samples):  # spread the deadlines over ~1 s
-                handles.append(await engine.start(TIMEOUT_WF))
-                await anyio.sleep(1.0 / samples)
-            async for event in s:
+    async with engine.events.subscribe(types={"gate_waiting"}, max_buffer=samples + 10) as s:
+        handles = []
+        for _ in range(samples):  # spread the deadlines over ~1 s
+            handles.append(await engine.start(TIMEOUT_WF))
+            await anyio.sleep(1.0 / samples)
+        async for event in s:
+            if event.run_id in {h.run_id for h in handles}:
                 deadlines[event.run_id] = event.deadline_at  # type: ignore[union-attr]
-                if len(deadlines) == samples:
-                    break
-        for handle in handles:
-            await handle.result()
+            if len(deadlines) == samples:
+                break
+    for handle in handles:
+        await handle.result()
+    # `after` records perf_counter(); convert the deadline to the same clock
+    offset = time.time() - time.perf_counter()
     skews = [
-        (resumed[run_id] - deadline.timestamp()) * 1000 for run_id, deadline in deadlines.items()
+        (resumed[run_id] + offset - deadline.timestamp()) * 1000
+        for run_id, deadline in deadlines.items()
     ]
     return statistics.median(skews), percentile(skews, 99)
 
@@ -255,7 +254,7 @@ async def poll_gate(
     point of its interval (otherwise all N would poll in lock-step).
     """
     started = time.monotonic()
-    await anyio.sleep(random.uniform(0, poll))
+    await anyio.sleep(random.uniform(0, min(poll, timeout)))
     while True:
         if time.monotonic() - started > timeout:
             seen[step_id] = time.time()
@@ -305,24 +304,19 @@ async def baseline_figures(
         latencies = [(seen[s] - approved_at[s]) * 1000 for s in approved_at]
         figures.p50_ms = statistics.median(latencies)
         figures.p99_ms = percentile(latencies, 99)
-        tg.cancel_scope.cancel()
 
-    figures.skew_p50_ms, figures.skew_p99_ms = await baseline_skew(make_store, samples, poll)
-    return figures
-
-
-async def baseline_skew(make_store: StoreFactory, samples: int, poll: float) -> tuple[float, float]:
-    seen: dict[str, float] = {}
-    deadlines: dict[str, float] = {}
-    store = make_store()
-    async with store, anyio.create_task_group() as tg:
+        deadlines: dict[str, float] = {}  # gates timing out while the N others poll
         for _ in range(samples):
             [(run_id, step_id, _)] = await open_gates(store, 1, TIMEOUT_SECONDS)
             deadlines[step_id] = time.time() + TIMEOUT_SECONDS
             tg.start_soon(poll_gate, store, run_id, step_id, TIMEOUT_SECONDS, poll, seen)
             await anyio.sleep(1.0 / samples)
-    skews = [(seen[s] - deadlines[s]) * 1000 for s in deadlines]
-    return statistics.median(skews), percentile(skews, 99)
+        while any(step_id not in seen for step_id in deadlines):  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+        skews = [(seen[s] - deadlines[s]) * 1000 for s in deadlines]
+        figures.skew_p50_ms, figures.skew_p99_ms = statistics.median(skews), percentile(skews, 99)
+        tg.cancel_scope.cancel()
+    return figures
 
 
 # --------------------------------------------------------------------------- report

@@ -258,9 +258,12 @@ class FlowEngine:
 
     def _on_events(self, records: Sequence[EventRecord]) -> None:
         """Store listener: typed events go to the bus after each commit."""
-        if not self.events.has_consumers:
+        bus = self.events
+        if not bus.has_consumers:
             return
         for record in records:
+            if not bus.wants(record.run_id, record.type):
+                continue
             try:
                 typed = event_from_record(
                     record.run_id, record.seq, record.type, record.created_at, dict(record.data)

@@ -119,7 +119,6 @@ async def _wait_and_apply(
             as_identity=node.as_identity or state.as_identity or state.services.default_as_identity,
             inputs=state.vars.snapshot(),
         )
-    state.log.info("gate waiting", gate=node.name, step_id=gate.step_id)
     try:
         decided = await wait_for_decision(state, gate, resolver, request)
     except anyio.get_cancelled_exc_class():

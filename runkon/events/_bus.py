@@ -236,6 +236,17 @@ class EventBus:
             self._by_run.setdefault(run_id, set()).add(subscription)
         return subscription
 
+    def wants(self, run_id: str, type: str) -> bool:
+        """True when some subscriber (or sink) would receive an event of ``type`` for
+        ``run_id`` — so that the engine builds typed events only for someone."""
+        for subscription in self._everything:
+            if subscription.types is None or type in subscription.types:
+                return True
+        for subscription in self._by_run.get(run_id, ()):
+            if subscription.types is None or type in subscription.types:
+                return True
+        return False
+
     @property
     def has_consumers(self) -> bool:
         """True when anyone (a subscriber or a sink) would receive a published event."""

@@ -314,12 +314,15 @@ class InMemoryStore:
         self._check_open()
         lease_until = seconds_from(utc_now(), ttl)
         lost: set[str] = set()
+        runs = self._runs
         for run_id, owner, generation in leases:
-            run = self._runs.get(run_id)
+            run = runs.get(run_id)
             if run is None or run.owner_token != owner or run.generation != generation:
                 lost.add(run_id)
             else:
-                self._runs[run_id] = evolve(run, lease_until=lease_until)
+                # In place: the one field a store refreshes without a new record, so that
+                # renewing 100,000 leases costs milliseconds (see RunRecord).
+                _set_lease_until(run, lease_until)
         return lost
 
     async def release_lease(self, run_id: str, owner: str, generation: int) -> bool:
@@ -809,3 +812,7 @@ def _deadline_order(gate: WaitingGate) -> tuple[bool, datetime, str]:
 
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _set_lease_until(run: RunRecord, lease_until: datetime) -> None:
+    object.__setattr__(run, "lease_until", lease_until)
