@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 import structlog
 from anyio.abc import TaskGroup
 
@@ -38,7 +39,7 @@ from runkon.engine._protocols import GateResolver, ItemProvider, ScriptEnvProvid
 from runkon.engine._registry import Action, ActionRegistry
 from runkon.engine._result import EngineShutdownError, RunHandle, WorkflowResult
 from runkon.engine._services import ChildRequest, EngineServices
-from runkon.engine._state import RunState, event
+from runkon.engine._state import Metrics, RunState, event
 from runkon.engine._summary import build_summary
 from runkon.errors import (
     ExecutionError,
@@ -61,6 +62,7 @@ from runkon.persistence import (
 )
 
 _log = structlog.get_logger("runkon.engine")
+LEASE_BATCH = 2_000  # leases renewed per store call
 
 WorkflowsArg = WorkflowResolver | str | os.PathLike[str] | Mapping[str, WorkflowDef] | None
 
@@ -303,7 +305,14 @@ class FlowEngine:
             self._last_refresh = time.monotonic()
             return set()
         try:
-            lost = await self.store.refresh_leases(leases, self.lease_ttl)
+            lost: set[str] = set()
+            for start in range(0, len(leases), LEASE_BATCH):
+                # batches, with a checkpoint between them: 100,000 leases renewed in one
+                # go would stall the event loop (and every gate's timer) for ~150 ms
+                lost |= await self.store.refresh_leases(
+                    leases[start : start + LEASE_BATCH], self.lease_ttl
+                )
+                await anyio.lowlevel.checkpoint()
             self._last_refresh = time.monotonic()
         except StoreError as exc:
             _log.warning("lease refresh failed; retrying", error=str(exc))
@@ -637,11 +646,11 @@ class FlowEngine:
                 await self._release(state)
             raise EngineShutdownError(state.run_id)
         with anyio.CancelScope(shield=True) as shield:
-            state.always_scopes.append(shield)
+            state.always_scopes = (*state.always_scopes, shield)
             try:
                 await self._run_always(state, cancelled)
             finally:
-                state.always_scopes.remove(shield)
+                state.always_scopes = tuple(s for s in state.always_scopes if s is not shield)
             result = await self._record_outcome(state, cancelled)
         return result
 
@@ -674,7 +683,7 @@ class FlowEngine:
         cancelled = cancelled or state.cancel_scope.cancel_called
         steps = await self.store.get_steps(state.run_id)
         duration_ms = state.elapsed_ms()
-        metrics = state.metrics
+        metrics = state.metrics or Metrics()
         if cancelled:
             status = RunStatus.CANCELLED
             error = state.cancel_reason or "cancelled"

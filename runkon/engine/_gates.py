@@ -61,42 +61,42 @@ def seconds_until(deadline_at: datetime | None) -> float:
 
 async def wait_for_decision(
     state: RunState,
-    gate: GateRecord,
+    step_id: str,
+    deadline_at: datetime | None,
     resolver: GateResolver | None,
     request: GateRequest | None,
 ) -> GateRecord:
-    """Wait until ``gate`` is decided, or its deadline passes; return it decided.
+    """Wait until the gate is decided, or its deadline passes; return it decided.
 
     First of: a decision delivered to the waiter, the resolver deciding, the run being
     cancelled (raises). At the deadline the gate is resolved ``timed_out`` through the
     store's compare-and-set; if a decision won that race, it stands.
     """
     store = state.services.store
-    step_id = gate.step_id
-    with anyio.move_on_after(seconds_until(gate.deadline_at)) as timer:
+    with anyio.move_on_after(seconds_until(deadline_at)) as timer:
         if resolver is None or request is None:
-            gate = await _wait(state, step_id)
+            await _wait(state, step_id)
         else:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_run_resolver, state, resolver, request, name=f"resolver {step_id}")
-                gate = await _wait(state, step_id)
+                await _wait(state, step_id)
                 tg.cancel_scope.cancel()
     if timer.cancelled_caught:
         await store.time_out_gate(step_id, generation=state.generation)
-        gate = await store.get_gate(step_id)
+    gate: GateRecord = await store.get_gate(step_id)
     return gate
 
 
-async def _wait(state: RunState, step_id: str) -> GateRecord:
+async def _wait(state: RunState, step_id: str) -> None:
     """Sleep until the gate is no longer waiting; never miss a wake-up (register, then
-    check, then wait)."""
+    check, then wait). Holds nothing but the step id and the future while it sleeps."""
     waiters: GateWaiters = state.services.gates
+    store = state.services.store
     while True:
         wake = waiters.register(step_id)
         try:
-            gate: GateRecord = await state.services.store.get_gate(step_id)
-            if gate.status != StepStatus.WAITING:
-                return gate
+            if (await store.get_gate(step_id)).status != StepStatus.WAITING:
+                return
             await wake
         finally:
             waiters.unregister(step_id, wake)

@@ -73,17 +73,17 @@ async def execute_nodes(
                 # A cancelled run starts no further step, even when nothing it awaits
                 # suspends (an in-memory store, instant executors): deliver it now.
                 await anyio.lowlevel.checkpoint()
-            await run_node(state, node, f"{path}.{index}", iteration)
+            await _RUNNERS[type(node)](state, node, f"{path}.{index}", iteration)
     except anyio.get_cancelled_exc_class():
         if not (state.lease_lost or state.shutdown):
             with anyio.CancelScope(shield=True) as shield:
-                state.always_scopes.append(shield)
+                state.always_scopes = (*state.always_scopes, shield)
                 try:
                     for later, node in enumerate(nodes[index + 1 :], start=index + 1):
                         if isinstance(node, AlwaysNode):
                             await run_node(state, node, f"{path}.{later}", iteration)
                 finally:
-                    state.always_scopes.remove(shield)
+                    state.always_scopes = tuple(s for s in state.always_scopes if s is not shield)
         raise
 
 

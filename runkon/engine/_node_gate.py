@@ -45,7 +45,7 @@ async def run_gate_node(state: RunState, node: GateNode, path: str, iteration: i
         gate = await state.store.get_gate(earlier.id)
         if gate.status == StepStatus.WAITING:
             state.skipped_on_resume += 1
-            await _wait_and_apply(state, node, gate, iteration)
+            await _wait_and_apply(state, node, gate.step_id, gate.deadline_at, iteration)
             return
         if gate.decision is not None:
             state.skipped_on_resume += 1
@@ -62,11 +62,23 @@ async def run_gate_node(state: RunState, node: GateNode, path: str, iteration: i
     if state.dry_run:
         await _dry_run(state, node, key, position, iteration)
         return
+    opened = await _open(state, node, key, position, iteration)
+    if opened is not None:
+        # Only the step id and the deadline stay alive while the gate waits: with
+        # 100,000 gates waiting, every object held here counts (memory, GC time).
+        await _wait_and_apply(state, node, *opened, iteration)
+
+
+async def _open(
+    state: RunState, node: GateNode, key: str, position: int, iteration: int
+) -> tuple[str, datetime] | None:
+    """Open the gate (step ``waiting``, run ``waiting``, deadline persisted); None if its
+    options cannot be resolved (the step is then recorded failed)."""
     try:
         options = _options(state, node)
     except ValueError as exc:
         await _fail_before_open(state, node, key, position, iteration, str(exc))
-        return
+        return None
     prompt = None if node.prompt is None else substitute(node.prompt, state.vars.snapshot())
     deadline_at = datetime.now(UTC) + timedelta(seconds=node.timeout)
     gate = await state.store.open_gate(
@@ -96,15 +108,20 @@ async def run_gate_node(state: RunState, node: GateNode, path: str, iteration: i
             )
         ],
     )
-    await _wait_and_apply(state, node, gate, iteration)
+    return gate.step_id, deadline_at
 
 
 async def _wait_and_apply(
-    state: RunState, node: GateNode, gate: GateRecord, iteration: int
+    state: RunState,
+    node: GateNode,
+    step_id: str,
+    deadline_at: datetime | None,
+    iteration: int,
 ) -> None:
     resolver = state.services.gate_resolvers.get(node.gate_type)
     request = None
     if resolver is not None:
+        gate = await state.store.get_gate(step_id)
         request = GateRequest(
             run_id=state.run_id,
             workflow_name=state.workflow.name,
@@ -119,22 +136,23 @@ async def _wait_and_apply(
             as_identity=node.as_identity or state.as_identity or state.services.default_as_identity,
             inputs=state.vars.snapshot(),
         )
+        del gate
     try:
-        decided = await wait_for_decision(state, gate, resolver, request)
+        decided = await wait_for_decision(state, step_id, deadline_at, resolver, request)
     except anyio.get_cancelled_exc_class():
         if not (state.shutdown or state.lease_lost):
-            await _close_cancelled(state, gate)
+            await _close_cancelled(state, step_id)
         raise
     _apply(state, node, decided, iteration)
 
 
-async def _close_cancelled(state: RunState, gate: GateRecord) -> None:
+async def _close_cancelled(state: RunState, step_id: str) -> None:
     """A cancelled run's gate stops waiting: it leaves the inbox, later approvals are
     refused as ``not_waiting``."""
     with anyio.CancelScope(shield=True):
         try:
             await state.update_step(
-                gate.step_id,
+                step_id,
                 StepUpdate(StepStatus.FAILED, result_text="cancelled", step_error="cancelled"),
             )
         except StoreError as exc:

@@ -100,12 +100,15 @@ def event(type: str, **data: Any) -> NewEvent:
     return NewEvent(type, {key: value for key, value in data.items() if value is not None})
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BlockContext:
     """``output``/``with`` lent to calls by an enclosing ``do`` block."""
 
     output: str | None = None
     snippets: tuple[str, ...] = ()
+
+
+NO_BLOCK = BlockContext()
 
 
 @dataclass(eq=False)
@@ -140,16 +143,16 @@ class RunState:
     gate_feedback: str | None = None
     gate_selections: tuple[str, ...] = ()
     position: int = 0
-    block: BlockContext = field(default_factory=BlockContext)
-    metrics: Metrics = field(default_factory=Metrics)
+    block: BlockContext = NO_BLOCK
+    metrics: Metrics | None = None  # created by the first step reporting metrics
     cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    always_scopes: list[anyio.CancelScope] = field(default_factory=list)
+    always_scopes: tuple[anyio.CancelScope, ...] = ()
     cancel_reason: str | None = None
     lease_lost: bool = False
     shutdown: bool = False
     started_at: float = field(default_factory=time.monotonic)
     skipped_on_resume: int = 0
-    _history: dict[str, list[StepRecord]] = field(default_factory=dict)
+    _history: dict[str, list[StepRecord]] | None = None  # resume only
     vars: RunVariables = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,12 +186,16 @@ class RunState:
 
     def load_history(self, steps: Iterable[StepRecord]) -> None:
         """Index earlier step records by resume key (oldest first) for resume."""
+        history: dict[str, list[StepRecord]] = {}
         for step in steps:
             if step.resume_key:
-                self._history.setdefault(step.resume_key, []).append(step)
+                history.setdefault(step.resume_key, []).append(step)
+        self._history = history
 
     def latest(self, key: str) -> StepRecord | None:
         """The most recent record of step ``key`` from before this execution, if any."""
+        if self._history is None:
+            return None
         rows = self._history.get(key)
         return rows[-1] if rows else None
 
@@ -202,7 +209,8 @@ class RunState:
     def completed_count(self) -> int:
         """How many steps had finished before this execution (for ``run_resumed``)."""
         done = (StepStatus.COMPLETED, StepStatus.SKIPPED)
-        return sum(1 for rows in self._history.values() if rows[-1].status in done)
+        history = self._history or {}
+        return sum(1 for rows in history.values() if rows[-1].status in done)
 
     async def restore(self, key_name: str, row: StepRecord) -> None:
         """Make a step finished before the resume count as if it had just run, and tell
@@ -263,6 +271,8 @@ class RunState:
             ContextEntry(key_name, iteration, context, markers, structured_output), extras
         )
         if metadata:
+            if self.metrics is None:
+                self.metrics = Metrics()
             self.metrics.add(metadata)
 
     def record_skipped(self, key_name: str) -> None:

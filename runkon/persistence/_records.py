@@ -262,9 +262,10 @@ class RunRecord:
     ``owner_token``, ``lease_until`` and ``generation`` describe the lease (see
     :meth:`Store.acquire_lease`). ``lease_until`` is the one field a store may update in
     place when it renews a lease (the in-memory store does, so that renewing 100,000
-    leases in one batch stays cheap); read it from a fresh record when it matters. ``blocked_on`` says what a ``waiting`` run waits for
-    (a JSON object, e.g. the gate it is blocked on). ``cancel_reason`` and
-    ``cancel_requested_by`` are set by :meth:`Store.request_cancel`.
+    leases in one batch stays cheap); read it from a fresh record when it matters.
+    ``blocked_on`` says what a ``waiting`` run waits for (a JSON object, e.g. the gate it
+    is blocked on). ``cancel_reason`` and ``cancel_requested_by`` are set by
+    :meth:`Store.request_cancel`.
     """
 
     id: str
