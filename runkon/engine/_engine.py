@@ -62,7 +62,7 @@ from runkon.persistence import (
 )
 
 _log = structlog.get_logger("runkon.engine")
-LEASE_BATCH = 2_000  # leases renewed per store call
+LEASE_BATCH = 10_000  # leases renewed per store call (~10 ms of loop time each)
 
 WorkflowsArg = WorkflowResolver | str | os.PathLike[str] | Mapping[str, WorkflowDef] | None
 
@@ -96,10 +96,11 @@ def _require_resolver(workflow: WorkflowDef, report: ValidationReport) -> Valida
     return ValidationReport((*report.errors, *missing), report.warnings)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _ActiveRun:
     state: RunState
     handle: RunHandle | None  # None for child runs (awaited by their parent)
+    lease: tuple[str, str, int]  # (run id, owner, generation), as refresh_leases takes it
 
 
 class FlowEngine:
@@ -241,6 +242,11 @@ class FlowEngine:
                 if self.manage_store:
                     await self.store.__aexit__(exc_type, exc, tb)
 
+    def _register(self, state: RunState, handle: RunHandle | None) -> None:
+        """Track a run this engine now drives (its lease joins the keeper's batch)."""
+        lease = (state.run_id, self.owner, state.generation)
+        self._runs[state.run_id] = _ActiveRun(state, handle, lease)
+
     def _check_open(self) -> asyncio.TaskGroup:
         if self._run_tasks is None:
             raise ExecutionError("the engine is not running; use it inside `async with engine:`")
@@ -298,9 +304,7 @@ class FlowEngine:
 
     async def refresh_leases(self) -> set[str]:
         """Renew all held leases now; stop the runs whose lease was lost. Returns those."""
-        leases = [
-            (run_id, self.owner, active.state.generation) for run_id, active in self._runs.items()
-        ]
+        leases = [active.lease for active in self._runs.values()]
         if not leases:
             self._last_refresh = time.monotonic()
             return set()
@@ -418,7 +422,7 @@ class FlowEngine:
             fail_fast=fail,
         )
         handle = RunHandle(self, run.id, workflow.name)
-        self._runs[run.id] = _ActiveRun(state, handle)
+        self._register(state, handle)
         tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
 
@@ -457,7 +461,7 @@ class FlowEngine:
             )
         state = await self._resume_state(run, depth=0)
         handle = RunHandle(self, run.id, state.workflow.name)
-        self._runs[run.id] = _ActiveRun(state, handle)
+        self._register(state, handle)
         tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
 
@@ -562,7 +566,7 @@ class FlowEngine:
         state.shutdown = parent.shutdown
         state.parent = parent
         state.as_identity = request.as_identity or parent.as_identity
-        self._runs[state.run_id] = _ActiveRun(state, None)
+        self._register(state, None)
         try:
             return await self._execute(state)
         finally:
