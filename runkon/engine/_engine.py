@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from runkon.dsl import (
 )
 from runkon.engine._attempts import describe_error
 from runkon.engine._errors import RunAlreadyOwnedError
+from runkon.engine._event_stream import follow_events, stored_events
 from runkon.engine._gates import GateWaiters
 from runkon.engine._inputs import apply_inputs
 from runkon.engine._interpreter import execute_nodes
@@ -48,7 +49,7 @@ from runkon.errors import (
     StoreError,
     UnknownGateError,
 )
-from runkon.events import EventBus, EventSink, LeaseLost, event_from_record
+from runkon.events import EngineEvent, EventBus, EventSink, LeaseLost, event_from_record
 from runkon.persistence import (
     EventRecord,
     GateReceipt,
@@ -835,6 +836,24 @@ class FlowEngine:
         receipt: GateReceipt = await self.store.reject_gate(step_id, by=by, feedback=feedback)
         self.services.gates.wake(step_id)
         return receipt
+
+    # ----------------------------------------------------------------- events
+
+    async def read_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[EngineEvent]:
+        """The run's stored events after sequence number ``after_seq``, typed (replay).
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        return await stored_events(self.store, run_id, after_seq=after_seq, limit=limit)
+
+    def follow_events(self, run_id: str, *, after_seq: int = 0) -> AsyncIterator[EngineEvent]:
+        """Stored events after ``after_seq``, then live ones, until the run finishes —
+        without gaps or repeats (for SSE with ``Last-Event-ID``). Live events come from
+        this engine's runs; for a run another process drives, poll :meth:`read_events`."""
+        return follow_events(self.store, self.events, run_id, after_seq=after_seq)
 
     def active_runs(self) -> list[str]:
         """Ids of the runs this engine is driving now (children included)."""

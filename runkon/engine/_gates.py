@@ -126,6 +126,7 @@ async def _run_resolver(state: RunState, resolver: GateResolver, request: GateRe
             by=decision.by,
             feedback=decision.feedback,
             selections=list(decision.selections) or None,
+            decisive=True,  # the resolver applied the gate's quorum itself
         )
     else:
         await store.reject_gate(request.step_id, by=decision.by, feedback=decision.feedback)

@@ -592,8 +592,10 @@ class InMemoryStore:
         by: str,
         feedback: str | None = None,
         selections: Sequence[str] | None = None,
+        decisive: bool = False,
     ) -> GateReceipt:
-        """Record an approval; resolve the gate when the quorum is reached."""
+        """Record an approval; resolve the gate when the quorum is reached (or at once
+        when ``decisive``)."""
         self._check_open()
         receipt = self._receipt_if_undecidable(step_id)
         if receipt is not None:
@@ -603,7 +605,7 @@ class InMemoryStore:
         now = utc_now()
         approvals = dict(gate.approvals)
         approvals.setdefault(by, GateApproval(by, now, feedback, chosen))
-        if len(approvals) < gate.min_approvals:
+        if len(approvals) < gate.min_approvals and not decisive:
             if len(approvals) > len(gate.approvals):
                 event = rules.approval_recorded_event(
                     step.step_name, step_id, by, len(approvals), gate.min_approvals

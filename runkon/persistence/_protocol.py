@@ -342,8 +342,12 @@ class Store(Protocol):
         by: str,
         feedback: str | None = None,
         selections: Sequence[str] | None = None,
+        decisive: bool = False,
     ) -> GateReceipt:
         """Record ``by``'s approval; resolve the gate once it has enough approvers.
+
+        ``decisive=True`` resolves it with this approval alone, whatever the quorum: for
+        a ``GateResolver`` that has counted the approvals itself (e.g. PR reviews).
 
         Each distinct approver counts once (approving twice is harmless). The approval
         that reaches ``min_approvals`` resolves the gate by one compare-and-set

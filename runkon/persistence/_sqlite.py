@@ -309,10 +309,12 @@ class SqliteStore:
         by: str,
         feedback: str | None = None,
         selections: Sequence[str] | None = None,
+        decisive: bool = False,
     ) -> GateReceipt:
-        """Record an approval; resolve the gate when the quorum is reached."""
+        """Record an approval; resolve the gate when the quorum is reached (or at once
+        when ``decisive``)."""
         return await self._write(
-            gates.approve_gate, self._origin, step_id, by, feedback, selections
+            gates.approve_gate, self._origin, step_id, by, feedback, selections, decisive
         )
 
     async def reject_gate(

@@ -175,8 +175,10 @@ def approve_gate(
     by: str,
     feedback: str | None,
     selections: Sequence[str] | None,
+    decisive: bool = False,
 ) -> Committed[GateReceipt]:
-    """Record an approval; the one that reaches the quorum resolves the gate."""
+    """Record an approval; the one that reaches the quorum (or a decisive one) resolves
+    the gate."""
     now = utc_now()
     with write_tx(conn):
         gate = _gate_row(conn, step_id)
@@ -200,7 +202,7 @@ def approve_gate(
         approvals = _approvals(conn, step_id)
         needed: int = gate["gate_min_approvals"]
         run_id: str = gate["workflow_run_id"]
-        if len(approvals) < needed:
+        if len(approvals) < needed and not decisive:
             stored = []
             if inserted:
                 event = rules.approval_recorded_event(

@@ -246,6 +246,21 @@ async def quorum_needs_distinct_approvers(h: StoreHarness) -> None:
     assert types == ["gate_approval_recorded", "gate_resolved"]
 
 
+async def a_decisive_approval_passes_a_quorum_gate_alone(h: StoreHarness) -> None:
+    """A decisive approval (a resolver's verdict) resolves a quorum gate by itself."""
+    store = h.store
+    run, gen = await leased_run(store)
+    gate = await store.open_gate(new_gate(run.id, min_approvals=3), generation=gen)
+    receipt = await store.approve_gate(
+        gate.step_id, by="github", feedback="approved by ann, bob, cy", decisive=True
+    )
+    assert receipt.accepted
+    decided = await store.get_gate(gate.step_id)
+    assert (decided.decision, decided.decided_by) == (GateDecision.APPROVED, "github")
+    assert decided.feedback == "approved by ann, bob, cy"
+    assert await store.list_waiting_gates(run_id=run.id) == []
+
+
 async def invalid_selections_change_nothing(h: StoreHarness) -> None:
     """Selections outside the gate's options are refused, naming the allowed values."""
     store = h.store
@@ -370,6 +385,7 @@ CHECKS = [
     gate_finished_by_the_engine_reads_as_decided,
     concurrent_decisions_have_one_winner,
     quorum_needs_distinct_approvers,
+    a_decisive_approval_passes_a_quorum_gate_alone,
     invalid_selections_change_nothing,
     decision_before_wait_is_visible,
     waiting_gates_listing,

@@ -224,3 +224,27 @@ async def test_the_change_feed_is_one_query_per_interval_not_one_per_waiter(
         for handle in handles:
             await engine.cancel_run(handle.run_id)
     assert 5 <= calls <= 40, calls
+
+
+async def test_following_a_run_replays_then_goes_live_without_gaps(store: Store) -> None:
+    """``follow_events`` from a sequence number: the stored events after it, then the
+    live ones, each exactly once and in order, ending with the run's final event."""
+    async with FlowEngine(store, actions={"after": Resumed()}, manage_store=False) as engine:
+        handle = await engine.start(WAIT)
+        await gates_waiting(engine, 1)
+        stored = await engine.read_events(handle.run_id)
+        assert [e.type for e in stored] == ["run_started", "gate_waiting"]
+        seen: list[Any] = []
+
+        async def follow() -> None:
+            async for event in engine.follow_events(handle.run_id, after_seq=1):
+                seen.append(event)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            await anyio.sleep(0.05)
+            await engine.approve_gate(handle.run_id, "human_approval", by="alice")
+    assert [e.seq for e in seen] == list(range(2, 2 + len(seen)))
+    assert seen[0].type == "gate_waiting"
+    assert "gate_resolved" in [e.type for e in seen]
+    assert seen[-1].type == "run_completed"
