@@ -314,7 +314,7 @@ def _decide(
     conn.execute(
         "UPDATE workflow_runs SET status = 'running', blocked_on = NULL "
         "WHERE id = ? AND status = 'waiting' AND NOT EXISTS (SELECT 1 FROM workflow_run_steps "
-        "WHERE workflow_run_id = ? AND role = 'gate' AND status = 'waiting')",
+        "WHERE workflow_run_id = ? AND role = 'gate' AND +status = 'waiting')",
         (run_id, run_id),
     )
     event = rules.gate_resolved_event(
@@ -381,7 +381,10 @@ def list_waiting_gates(
     limit: int | None,
 ) -> list[WaitingGate]:
     """Waiting gates across runs, earliest deadline first, no deadline last."""
-    clauses = ["s.role = 'gate'", "s.status = 'waiting'"]
+    # For one run, look its steps up by run (a few rows), not every waiting gate of the
+    # database: the unary + keeps SQLite from choosing the status index.
+    status = "+s.status" if run_id is not None else "s.status"
+    clauses = ["s.role = 'gate'", f"{status} = 'waiting'"]
     params: list[object] = []
     for column, value in (
         ("s.workflow_run_id", run_id),
