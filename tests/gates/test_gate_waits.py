@@ -205,25 +205,27 @@ async def test_the_change_feed_is_one_query_per_interval_not_one_per_waiter(
     tmp_path: Path,
 ) -> None:
     """SQLite: 200 gates waiting idle for 1 s cost about 1 s / notify_interval feed
-    queries in total, not one per waiter."""
+    queries in total, not one per waiter (and no other store call at all)."""
+    from runkon.persistence import _sqlite_ops
+
     store = SqliteStore(tmp_path / "feed.db", notify_interval=0.05)
     async with FlowEngine(store, actions={"after": Resumed()}) as engine:
         handles = [await engine.start(WAIT) for _ in range(200)]
         await gates_waiting(engine, 200)
-        calls = 0
-        original = store._conns.poll_on_worker
+        calls: list[str] = []
+        original = store._conns.run
 
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            return await original(*args, **kwargs)
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(fn.__name__)
+            return await original(fn, *args, **kwargs)
 
-        store._conns.poll_on_worker = counted  # type: ignore[method-assign]
+        store._conns.run = counted  # type: ignore[method-assign]
         await anyio.sleep(1.0)
-        store._conns.poll_on_worker = original  # type: ignore[method-assign]
+        store._conns.run = original  # type: ignore[method-assign]
         for handle in handles:
             await engine.cancel_run(handle.run_id)
-    assert 5 <= calls <= 40, calls
+    assert set(calls) <= {_sqlite_ops.feed_poll.__name__}, calls
+    assert 5 <= len(calls) <= 40, len(calls)
 
 
 async def test_following_a_run_replays_then_goes_live_without_gaps(store: Store) -> None:
