@@ -52,6 +52,12 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _log = structlog.get_logger("runkon.persistence")
 
+WAL_HOLD_BYTES = 8 * 1024 * 1024
+"""A WAL larger than this makes writes wait for the running checkpoint (so it rewinds)."""
+
+WAL_CHECK_EVERY = 50
+"""Inline writes between two looks at the WAL's size while a checkpoint runs."""
+
 CHECKPOINT_EVERY = 500
 """Inline writes between two passive checkpoints on the worker (about 2,500 WAL pages)."""
 
@@ -76,6 +82,7 @@ class Connections:
         self._inline_writes = 0
         self._checkpoint: asyncio.Task[None] | None = None
         self._worker_calls = 0  # calls of run() now on the worker (or its queue)
+        self._hold_writes = False  # the running checkpoint must finish before any write
         self._idle: asyncio.Event | None = None  # set when _worker_calls hits 0
 
     @property
@@ -137,11 +144,14 @@ class Connections:
     ) -> _T:
         """Run ``fn(connection, ...)``: inline if the lock is free, else on the worker.
 
-        While a checkpoint runs, calls queue behind it on the worker: a checkpoint only
-        lets the next write rewind the WAL if no write lands while it copies pages.
+        Writes go on while a passive checkpoint copies pages — unless the WAL has grown
+        past ``WAL_HOLD_BYTES``: a checkpoint only lets the next write rewind the WAL if
+        no write lands while it runs, so then calls wait for it.
         """
         inline = self._inline
-        while inline is not None and (self._checkpoint is not None or self._worker_calls):
+        while inline is not None and (
+            (self._checkpoint is not None and self._hold_writes) or self._worker_calls
+        ):
             # Our own worker holds (or queues for) the lock, or a checkpoint runs: an inline
             # attempt would only fail, and joining the worker's queue would keep it busy
             # for as long as calls keep coming. Wait until it is done, then go inline.
@@ -184,9 +194,18 @@ class Connections:
         (The worker connection checkpoints its own writes: its autocheckpoint is on.)
         """
         self._inline_writes += 1
+        if self._inline_writes % WAL_CHECK_EVERY == 0 and self._checkpoint is not None:
+            self._hold_writes = self._hold_writes or self._wal_bytes() > WAL_HOLD_BYTES
         if self._inline_writes >= CHECKPOINT_EVERY and self._checkpoint is None:
             self._inline_writes = 0
+            self._hold_writes = self._wal_bytes() > WAL_HOLD_BYTES
             self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self._path}-wal").st_size
+        except OSError:
+            return 0
 
     async def _run_checkpoint(self) -> None:
         try:
@@ -197,6 +216,7 @@ class Connections:
             _log.exception("checkpoint_failed", path=self._path)
         finally:
             self._checkpoint = None
+            self._hold_writes = False
             self._maybe_idle()
 
     async def on_worker(
