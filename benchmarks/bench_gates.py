@@ -121,14 +121,15 @@ class Counter:
 
         store.refresh_leases = refresh  # type: ignore[method-assign]
         conns = getattr(store, "_conns", None)
-        if conns is not None:
-            original = conns.poll_on_worker
+        if conns is not None:  # SQLite: count the change feed's polls (run inline or not)
+            original = conns.run
 
-            async def counted(*args: Any, **kwargs: Any) -> Any:
-                self.feed += 1
-                return await original(*args, **kwargs)
+            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                if getattr(fn, "__name__", "") == "feed_poll":
+                    self.feed += 1
+                return await original(fn, *args, **kwargs)
 
-            conns.poll_on_worker = counted
+            conns.run = counted
 
     def _wrap(self, store: Store, name: str) -> None:
         original = getattr(store, name)
