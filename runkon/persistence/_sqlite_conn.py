@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -83,7 +84,7 @@ class Connections:
         self._checkpoint: asyncio.Task[None] | None = None
         self._worker_calls = 0  # calls of run() now on the worker (or its queue)
         self._hold_writes = False  # the running checkpoint must finish before any write
-        self._idle: asyncio.Event | None = None  # set when _worker_calls hits 0
+        self._waiters: deque[asyncio.Future[None]] = deque()  # calls waiting to go inline
 
     @property
     def is_open(self) -> bool:
@@ -121,9 +122,10 @@ class Connections:
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is not None:
             checkpoint.cancel()
-        if self._idle is not None:  # waiters retry, find the store closed, and say so
-            self._idle.set()
-            self._idle = None
+        waiters, self._waiters = self._waiters, deque()
+        for turn in waiters:  # they retry, find the store closed, and say so
+            if not turn.done():
+                turn.set_result(None)
         with anyio.CancelScope(shield=True):
             try:
                 if inline is not None:
@@ -149,14 +151,24 @@ class Connections:
         no write lands while it runs, so then calls wait for it.
         """
         inline = self._inline
-        while inline is not None and (
-            (self._checkpoint is not None and self._hold_writes) or self._worker_calls
-        ):
-            # Our own worker holds (or queues for) the lock, or a checkpoint runs: an inline
-            # attempt would only fail, and joining the worker's queue would keep it busy
-            # for as long as calls keep coming. Wait until it is done, then go inline.
-            await self._wait_idle()
+        while inline is not None and self._blocked():
+            # Our own worker holds (or queues for) the lock, or a checkpoint must finish: an
+            # inline attempt would only fail, and joining the worker's queue would keep it
+            # busy for as long as calls keep coming. Wait in line, then go inline.
+            await self._wait_turn()
             inline = self._inline
+        try:
+            return await self._run_now(inline, fn, *args, **kwargs)
+        finally:
+            self._wake_next()  # one waiter at a time: no stampede of thousands of tasks
+
+    async def _run_now(
+        self,
+        inline: sqlite3.Connection | None,
+        fn: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
         if inline is not None:
             changes = inline.total_changes
             try:
@@ -177,16 +189,32 @@ class Connections:
             self._worker_calls -= 1
             self._maybe_idle()
 
-    async def _wait_idle(self) -> None:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-        await self._idle.wait()
+    def _blocked(self) -> bool:
+        return bool(self._worker_calls) or (self._checkpoint is not None and self._hold_writes)
+
+    async def _wait_turn(self) -> None:
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._wake_next()  # woken, then cancelled: pass the turn on
+            else:
+                self._waiters.remove(turn)
+            raise
+
+    def _wake_next(self) -> None:
+        """Let the longest-waiting call go, unless the calls must still wait."""
+        while self._waiters and not self._blocked() and self._inline is not None:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     def _maybe_idle(self) -> None:
-        """Wake the calls waiting for the worker once nothing of ours runs there."""
-        if self._worker_calls == 0 and self._checkpoint is None and self._idle is not None:
-            idle, self._idle = self._idle, None
-            idle.set()
+        """Once nothing of ours runs on the worker, let the waiting calls go in turn."""
+        self._wake_next()
 
     def _count_write(self) -> None:
         """Count an inline write; start a passive checkpoint on the worker when due.
