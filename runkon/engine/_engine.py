@@ -63,7 +63,8 @@ from runkon.persistence import (
 )
 
 _log = structlog.get_logger("runkon.engine")
-LEASE_BATCH = 10_000  # leases renewed per store call (~10 ms of loop time each)
+LEASE_BATCH_SECONDS = 0.01  # renewal batches are sized to take about this long
+LEASE_BATCH_MAX = 20_000
 
 WorkflowsArg = WorkflowResolver | str | os.PathLike[str] | Mapping[str, WorkflowDef] | None
 
@@ -193,6 +194,7 @@ class FlowEngine:
         self._services_scope: anyio.CancelScope | None = None
         self._remove_listener: Any = None
         self._last_refresh = time.monotonic()
+        self._lease_batch = 2_000  # adapted to the store's speed by refresh_leases
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -311,11 +313,18 @@ class FlowEngine:
             return set()
         try:
             lost: set[str] = set()
-            for start in range(0, len(leases), LEASE_BATCH):
-                # batches, with a checkpoint between them: 100,000 leases renewed in one
-                # go would stall the event loop (and every gate's timer) for ~150 ms
-                lost |= await self.store.refresh_leases(
-                    leases[start : start + LEASE_BATCH], self.lease_ttl
+            start = 0
+            while start < len(leases):
+                # Batches sized to take ~10 ms each, with a checkpoint in between: renewing
+                # 100,000 leases in one go would stall the event loop (and every gate's
+                # timer) for 150 ms in memory, seconds in SQLite.
+                batch = leases[start : start + self._lease_batch]
+                began = time.perf_counter()
+                lost |= await self.store.refresh_leases(batch, self.lease_ttl)
+                took = max(time.perf_counter() - began, 1e-4)
+                start += len(batch)
+                self._lease_batch = max(
+                    100, min(LEASE_BATCH_MAX, int(len(batch) * LEASE_BATCH_SECONDS / took))
                 )
                 await anyio.lowlevel.checkpoint()
             self._last_refresh = time.monotonic()
