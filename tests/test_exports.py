@@ -14,12 +14,38 @@ PUBLIC_MODULES = [
     "runkon.engine",
     "runkon.errors",
     "runkon.events",
+    "runkon.integrations",
     "runkon.persistence",
     "runkon.testing",
 ]
 
 # The contract. A change here is a change of the public API: update CHANGELOG.md too.
 EXPECTED: dict[str, list[str]] = {
+    "runkon.integrations": [
+        "ApiError",
+        "Authorizer",
+        "CancelOut",
+        "CancelRequest",
+        "DecisionRequest",
+        "ErrorOut",
+        "FeedbackRequest",
+        "GateOut",
+        "Identity",
+        "Permission",
+        "ReceiptOut",
+        "RunDetailOut",
+        "RunOut",
+        "RunkonApi",
+        "StartRunRequest",
+        "StartedRunOut",
+        "StepOut",
+        "Target",
+        "TokenAuthorizer",
+        "WorkflowCatalog",
+        "allow_all",
+        "sse_frame",
+        "sse_stream",
+    ],
     "runkon": [
         "ActionExecutor",
         "ActionOutput",

@@ -1,0 +1,220 @@
+"""The HTTP surface's request and response models (pydantic), shared by the FastAPI and
+aiohttp integrations so both speak the same JSON and one OpenAPI schema describes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runkon.persistence import GateReceipt, RunRecord, StepRecord, WaitingGate
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class StartRunRequest(_Model):
+    """Start a run of a workflow the server knows by name."""
+
+    workflow: str = Field(min_length=1, description="name of a workflow in the server's catalog")
+    inputs: dict[str, str] = Field(default_factory=dict, description="the run's inputs")
+    dry_run: bool = False
+
+
+class DecisionRequest(_Model):
+    """Approve or reject a gate. The approver is the authenticated caller."""
+
+    feedback: str | None = Field(default=None, max_length=100_000)
+    selections: list[str] | None = Field(
+        default=None, description="option values chosen (must be among the gate's options)"
+    )
+
+
+class FeedbackRequest(_Model):
+    """Approve a gate with feedback (a ``human_review``'s answer)."""
+
+    feedback: str = Field(min_length=1, max_length=100_000)
+    selections: list[str] | None = None
+
+
+class CancelRequest(_Model):
+    """Cancel a run."""
+
+    reason: str | None = Field(default=None, max_length=10_000)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class RunOut(_Model):
+    """A run, without its steps."""
+
+    id: str
+    workflow_name: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_ms: int | None
+    inputs: dict[str, str]
+    dry_run: bool
+    parent_run_id: str | None
+    error: str | None
+    result_summary: str | None
+    blocked_on: dict[str, Any] | None
+    cancel_reason: str | None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunOut:
+        return cls(
+            id=run.id,
+            workflow_name=run.workflow_name,
+            status=str(run.status),
+            started_at=run.started_at,
+            ended_at=run.ended_at,
+            duration_ms=run.total_duration_ms,
+            inputs=dict(run.inputs),
+            dry_run=run.dry_run,
+            parent_run_id=run.parent_run_id,
+            error=run.error,
+            result_summary=run.result_summary,
+            blocked_on=dict(run.blocked_on) if run.blocked_on is not None else None,
+            cancel_reason=run.cancel_reason,
+        )
+
+
+class StepOut(_Model):
+    """One step of a run."""
+
+    id: str
+    name: str
+    role: str
+    kind: str | None
+    status: str
+    position: int
+    iteration: int
+    retry_count: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    markers: list[str]
+    result_text: str | None
+    error: str | None
+    child_run_id: str | None
+    gate_type: str | None
+    gate_feedback: str | None
+
+    @classmethod
+    def of(cls, step: StepRecord) -> StepOut:
+        return cls(
+            id=step.id,
+            name=step.step_name,
+            role=str(step.role),
+            kind=step.kind,
+            status=str(step.status),
+            position=step.position,
+            iteration=step.iteration,
+            retry_count=step.retry_count,
+            started_at=step.started_at,
+            ended_at=step.ended_at,
+            markers=list(step.markers_out),
+            result_text=step.result_text,
+            error=step.step_error,
+            child_run_id=step.child_run_id,
+            gate_type=step.gate_type,
+            gate_feedback=step.gate_feedback,
+        )
+
+
+class RunDetailOut(RunOut):
+    """A run with its steps, in execution order."""
+
+    steps: list[StepOut]
+
+
+class StartedRunOut(_Model):
+    """A run just started."""
+
+    run_id: str
+    workflow_name: str
+    status: str
+
+
+class GateOptionOut(_Model):
+    value: str
+    label: str
+
+
+class GateOut(_Model):
+    """A gate waiting for a decision (an inbox entry)."""
+
+    step_id: str
+    run_id: str
+    workflow_name: str
+    gate_name: str
+    gate_type: str
+    prompt: str | None
+    options: list[GateOptionOut]
+    deadline_at: datetime | None
+    opened_at: datetime | None
+    approvals: int
+    min_approvals: int
+
+    @classmethod
+    def of(cls, gate: WaitingGate) -> GateOut:
+        return cls(
+            step_id=gate.step_id,
+            run_id=gate.run_id,
+            workflow_name=gate.workflow_name,
+            gate_name=gate.gate_name,
+            gate_type=gate.gate_type,
+            prompt=gate.prompt,
+            options=[GateOptionOut(value=o.value, label=o.label) for o in gate.options],
+            deadline_at=gate.deadline_at,
+            opened_at=gate.opened_at,
+            approvals=gate.approvals,
+            min_approvals=gate.min_approvals,
+        )
+
+
+class ReceiptOut(_Model):
+    """The answer to a decision: ``accepted``, ``approval_recorded`` (quorum not met yet),
+    ``already_resolved`` (with by whom and when) or ``not_waiting``."""
+
+    outcome: str
+    step_id: str
+    run_id: str | None
+    decision: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    approvals: int
+    approvals_needed: int
+
+    @classmethod
+    def of(cls, receipt: GateReceipt) -> ReceiptOut:
+        return cls(
+            outcome=str(receipt.outcome),
+            step_id=receipt.step_id,
+            run_id=receipt.run_id,
+            decision=str(receipt.decision) if receipt.decision is not None else None,
+            decided_by=receipt.decided_by,
+            decided_at=receipt.decided_at,
+            approvals=receipt.approvals,
+            approvals_needed=receipt.approvals_needed,
+        )
+
+
+class CancelOut(_Model):
+    run_id: str
+    cancelling: bool = Field(description="false if the run had already finished")
+
+
+class ErrorOut(_Model):
+    """Every error answer: a machine-readable code and a sentence saying what to do."""
+
+    error: str
+    message: str
+    detail: dict[str, Any] | None = None

@@ -1,0 +1,414 @@
+"""The HTTP surface without a framework: every operation the FastAPI router and the
+aiohttp app expose, with authentication, authorization and error mapping done once.
+
+Each operation takes the request's headers, authenticates them through the
+:class:`~runkon.integrations.Authorizer`, checks the permission on the target, calls the
+public engine API and returns a response model; a problem is raised as
+:class:`ApiError` carrying the HTTP status. Nothing is changed when a check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+
+from runkon import (
+    DirectoryWorkflowResolver,
+    DslError,
+    FlowEngine,
+    InMemoryWorkflowResolver,
+    InputError,
+    InvalidSelectionError,
+    UnknownGateError,
+    UnknownRunError,
+    WorkflowDef,
+    WorkflowNotFoundError,
+    WorkflowResolver,
+    WorkflowValidationError,
+)
+from runkon.events import EngineEvent
+from runkon.integrations._auth import Authorizer, Identity, Permission, Target
+from runkon.integrations._schemas import (
+    CancelOut,
+    CancelRequest,
+    DecisionRequest,
+    FeedbackRequest,
+    GateOut,
+    ReceiptOut,
+    RunDetailOut,
+    RunOut,
+    StartedRunOut,
+    StartRunRequest,
+    StepOut,
+)
+from runkon.persistence import GateReceipt, ReceiptOutcome, RunStatus
+
+FINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
+MAX_LIST = 1_000
+
+
+class ApiError(Exception):
+    """An HTTP error answer: ``status``, a machine-readable ``error`` code and a message
+    that says what to do; ``detail`` carries structured extras (e.g. a receipt)."""
+
+    def __init__(
+        self, status: int, error: str, message: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the answer (an ``ErrorOut``)."""
+        return {"error": self.error, "message": self.message, "detail": self.detail}
+
+
+WorkflowCatalog = WorkflowResolver | Mapping[str, WorkflowDef] | str | os.PathLike[str] | None
+
+
+def _catalog(workflows: WorkflowCatalog) -> WorkflowResolver | None:
+    if workflows is None or hasattr(workflows, "resolve"):
+        return workflows  # type: ignore[return-value]
+    if isinstance(workflows, str | os.PathLike):
+        return DirectoryWorkflowResolver(workflows)
+    return InMemoryWorkflowResolver(workflows)
+
+
+class RunkonApi:
+    """The operations of runkon's HTTP surface over one engine.
+
+    Args:
+        engine: the engine (started by the app's lifespan).
+        authorizer: the authorization hook; every operation goes through it.
+        workflows: the catalog runs may be started from, by name: a resolver, a
+            directory of ``.wf`` files or a mapping. ``None``: starting runs over HTTP
+            is refused (404).
+        poll_interval: how often an event stream of a run driven by another process
+            (which this process's event bus does not see) reads the store.
+    """
+
+    def __init__(
+        self,
+        engine: FlowEngine,
+        authorizer: Authorizer,
+        *,
+        workflows: WorkflowCatalog = None,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.engine = engine
+        self.authorizer = authorizer
+        self.workflows = _catalog(workflows)
+        self.poll_interval = poll_interval
+
+    # ----------------------------------------------------------------- auth
+
+    async def identify(self, headers: Mapping[str, str]) -> Identity:
+        """The caller, or :class:`ApiError` 401."""
+        identity = await self.authorizer.authenticate(
+            {key.lower(): value for key, value in headers.items()}
+        )
+        if identity is None:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "no valid credentials; send 'Authorization: Bearer <token>'",
+            )
+        return identity
+
+    async def check(
+        self, headers: Mapping[str, str], permission: Permission, target: Target
+    ) -> Identity:
+        """Authenticate and authorize; :class:`ApiError` 401 or 403 otherwise."""
+        identity = await self.identify(headers)
+        if not await self.authorizer.authorize(identity, permission, target):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"{identity.name!r} may not {permission.value} here; ask an administrator",
+            )
+        return identity
+
+    async def _run_target(self, run_id: str, gate: str | None = None) -> Target:
+        try:
+            run = await self.engine.store.get_run(run_id)
+        except UnknownRunError as exc:
+            raise ApiError(404, "unknown_run", str(exc)) from exc
+        gate_type = None
+        if gate is not None:
+            for waiting in await self.engine.waiting_gates(run_id=run_id):
+                if gate in (waiting.gate_name, waiting.step_id):
+                    gate_type = waiting.gate_type
+        return Target(
+            workflow_name=run.workflow_name, run_id=run_id, gate_name=gate, gate_type=gate_type
+        )
+
+    # ----------------------------------------------------------------- runs
+
+    async def start_run(
+        self, headers: Mapping[str, str], request: StartRunRequest
+    ) -> StartedRunOut:
+        """Start a run of a catalog workflow (permission ``start``)."""
+        await self.check(headers, Permission.START, Target(workflow_name=request.workflow))
+        workflow = await self._resolve(request.workflow)
+        try:
+            handle = await self.engine.start(
+                workflow, inputs=request.inputs, dry_run=request.dry_run or None
+            )
+        except InputError as exc:
+            raise ApiError(422, "invalid_inputs", str(exc)) from exc
+        except WorkflowValidationError as exc:
+            raise ApiError(422, "invalid_workflow", str(exc)) from exc
+        run = await self.engine.store.get_run(handle.run_id)
+        return StartedRunOut(run_id=run.id, workflow_name=run.workflow_name, status=run.status)
+
+    async def _resolve(self, name: str) -> WorkflowDef:
+        if self.workflows is None:
+            raise ApiError(
+                404,
+                "no_catalog",
+                "this server has no workflow catalog; start it with workflows=...",
+            )
+        resolver = self.workflows
+        try:
+            return await anyio.to_thread.run_sync(resolver.resolve, name)
+        except WorkflowNotFoundError as exc:
+            raise ApiError(404, "unknown_workflow", str(exc)) from exc
+        except DslError as exc:
+            raise ApiError(422, "invalid_workflow", str(exc)) from exc
+
+    async def get_run(self, headers: Mapping[str, str], run_id: str) -> RunDetailOut:
+        """A run with its steps (permission ``read``)."""
+        await self.check(headers, Permission.READ, await self._run_target(run_id))
+        run = await self.engine.store.get_run(run_id)
+        steps = await self.engine.store.get_steps(run_id)
+        return RunDetailOut(
+            **RunOut.of(run).model_dump(), steps=[StepOut.of(step) for step in steps]
+        )
+
+    async def list_runs(
+        self,
+        headers: Mapping[str, str],
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunOut]:
+        """Runs, newest first, filtered; only those the caller may read."""
+        identity = await self.identify(headers)
+        statuses = None
+        if status is not None:
+            try:
+                statuses = [RunStatus(status)]
+            except ValueError as exc:
+                allowed = ", ".join(s.value for s in RunStatus)
+                raise ApiError(
+                    422, "invalid_status", f"unknown status {status!r}; use one of: {allowed}"
+                ) from exc
+        runs = await self.engine.store.list_runs(
+            statuses=statuses, workflow_name=workflow, limit=_limit(limit)
+        )
+        visible = []
+        for run in runs:
+            target = Target(workflow_name=run.workflow_name, run_id=run.id)
+            if await self.authorizer.authorize(identity, Permission.READ, target):
+                visible.append(RunOut.of(run))
+        return visible
+
+    async def cancel_run(
+        self, headers: Mapping[str, str], run_id: str, request: CancelRequest
+    ) -> CancelOut:
+        """Cancel a run (permission ``cancel``)."""
+        identity = await self.check(headers, Permission.CANCEL, await self._run_target(run_id))
+        accepted = await self.engine.cancel_run(run_id, reason=request.reason, by=identity.name)
+        return CancelOut(run_id=run_id, cancelling=accepted)
+
+    # ----------------------------------------------------------------- gates
+
+    async def waiting_gates(
+        self,
+        headers: Mapping[str, str],
+        *,
+        run_id: str | None = None,
+        workflow: str | None = None,
+        gate_type: str | None = None,
+        limit: int = 100,
+    ) -> list[GateOut]:
+        """The inbox: waiting gates, earliest deadline first, that the caller may see."""
+        identity = await self.identify(headers)
+        gates = await self.engine.waiting_gates(
+            run_id=run_id, workflow_name=workflow, gate_type=gate_type, limit=_limit(limit)
+        )
+        visible = []
+        for gate in gates:
+            target = Target(
+                workflow_name=gate.workflow_name,
+                run_id=gate.run_id,
+                gate_name=gate.gate_name,
+                gate_type=gate.gate_type,
+            )
+            if await self.authorizer.authorize(identity, Permission.READ, target):
+                visible.append(GateOut.of(gate))
+        return visible
+
+    async def approve(
+        self, headers: Mapping[str, str], run_id: str, gate: str, request: DecisionRequest
+    ) -> ReceiptOut:
+        """Approve a gate as the caller (permission ``decide``).
+
+        Raises:
+            ApiError: 401/403; 404 unknown run or gate; 422 invalid selections;
+                409 the gate is already decided or not waiting (the receipt in
+                ``detail``).
+        """
+        identity = await self.check(
+            headers, Permission.DECIDE, await self._run_target(run_id, gate)
+        )
+        try:
+            receipt = await self.engine.approve_gate(
+                run_id,
+                gate,
+                by=identity.name,
+                feedback=request.feedback,
+                selections=request.selections,
+            )
+        except InvalidSelectionError as exc:
+            raise ApiError(
+                422,
+                "invalid_selection",
+                str(exc),
+                {"invalid": list(exc.invalid), "allowed": list(exc.allowed)},
+            ) from exc
+        except UnknownGateError as exc:
+            raise ApiError(404, "unknown_gate", str(exc)) from exc
+        return _receipt(receipt)
+
+    async def feedback(
+        self, headers: Mapping[str, str], run_id: str, gate: str, request: FeedbackRequest
+    ) -> ReceiptOut:
+        """Approve a gate with feedback (a ``human_review``'s answer)."""
+        decision = DecisionRequest(feedback=request.feedback, selections=request.selections)
+        return await self.approve(headers, run_id, gate, decision)
+
+    async def reject(
+        self, headers: Mapping[str, str], run_id: str, gate: str, request: DecisionRequest
+    ) -> ReceiptOut:
+        """Reject a gate as the caller (permission ``decide``); errors as :meth:`approve`."""
+        if request.selections:
+            raise ApiError(422, "invalid_selection", "a rejection takes no selections")
+        identity = await self.check(
+            headers, Permission.DECIDE, await self._run_target(run_id, gate)
+        )
+        try:
+            receipt = await self.engine.reject_gate(
+                run_id, gate, by=identity.name, feedback=request.feedback
+            )
+        except UnknownGateError as exc:
+            raise ApiError(404, "unknown_gate", str(exc)) from exc
+        return _receipt(receipt)
+
+    # ----------------------------------------------------------------- events
+
+    async def open_events(
+        self, headers: Mapping[str, str], run_id: str, last_event_id: str | None
+    ) -> AsyncIterator[EngineEvent]:
+        """Check access, then return the run's events after ``last_event_id`` (the SSE
+        ``Last-Event-ID``): stored ones first, then live ones, until the run finishes."""
+        await self.check(headers, Permission.READ, await self._run_target(run_id))
+        after = 0
+        if last_event_id:
+            try:
+                after = int(last_event_id)
+            except ValueError as exc:
+                raise ApiError(
+                    400,
+                    "invalid_last_event_id",
+                    f"Last-Event-ID {last_event_id!r} is not an event sequence number",
+                ) from exc
+        return self._events(run_id, after)
+
+    async def _events(self, run_id: str, after_seq: int) -> AsyncIterator[EngineEvent]:
+        last = after_seq
+        while True:
+            if run_id in self.engine.active_runs():
+                # driven here: the bus pushes events as they commit
+                async for event in self.engine.follow_events(run_id, after_seq=last):
+                    yield event
+                return
+            # driven by another process (or not at all): read what the store has
+            batch = await self.engine.read_events(run_id, after_seq=last)
+            for event in batch:
+                yield event
+                last = event.seq
+                if event.type in FINAL_EVENTS:
+                    return
+            if not batch:
+                run = await self.engine.store.get_run(run_id)
+                if run.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
+                    return
+                await anyio.sleep(self.poll_interval)
+
+
+def _receipt(receipt: GateReceipt) -> ReceiptOut:
+    out = ReceiptOut.of(receipt)
+    if receipt.outcome in (ReceiptOutcome.ALREADY_RESOLVED, ReceiptOutcome.NOT_WAITING):
+        who = f" by {receipt.decided_by!r}" if receipt.decided_by else ""
+        message = (
+            f"gate already {receipt.decision}{who}; nothing changed"
+            if receipt.outcome is ReceiptOutcome.ALREADY_RESOLVED
+            else "gate is not waiting for a decision; nothing changed"
+        )
+        raise ApiError(409, str(receipt.outcome), message, out.model_dump(mode="json"))
+    if receipt.outcome is ReceiptOutcome.UNKNOWN:
+        raise ApiError(404, "unknown_gate", f"no gate step {receipt.step_id!r}")
+    return out
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIST:
+        raise ApiError(422, "invalid_limit", f"limit must be between 1 and {MAX_LIST}")
+    return limit
+
+
+def sse_frame(event: EngineEvent) -> str:
+    """One server-sent event: ``id`` is the run's sequence number (what a reconnecting
+    client sends back as ``Last-Event-ID``), ``event`` the event type, ``data`` JSON."""
+    data = json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
+
+
+KEEPALIVE = ": keepalive\n\n"
+
+
+async def sse_stream(
+    events: AsyncIterator[EngineEvent], *, keepalive: float = 15.0
+) -> AsyncIterator[str]:
+    """SSE frames for ``events``, with a comment line after ``keepalive`` idle seconds so
+    proxies keep the connection open; ends with ``event: end`` when the run finished."""
+    send, receive = anyio.create_memory_object_stream[EngineEvent | None](16)
+
+    async def pump() -> None:
+        async with send:
+            async for event in events:
+                await send.send(event)
+            await send.send(None)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump)
+        async with receive:
+            while True:
+                with anyio.move_on_after(keepalive) as idle:
+                    event = await receive.receive()
+                if idle.cancelled_caught:
+                    yield KEEPALIVE
+                    continue
+                if event is None:
+                    yield "event: end\ndata: {}\n\n"
+                    break
+                yield sse_frame(event)
+        group.cancel_scope.cancel()
