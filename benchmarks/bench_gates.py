@@ -24,8 +24,9 @@ from its own approval.
 
 Targets (issue 5, in-memory): 100,000 gates open within 30 s; at most 16 KB per waiting
 gate; idle CPU under 2 %; zero store queries by waiting gates while idle (the engine's
-lease keeper renews all leases in batches of ~10 ms each per interval, counted apart); approve-to-resume
-p99 under 2 ms; SQLite approve-to-resume p99 under 10 ms; timeout skew p99 under 50 ms.
+lease keeper renews all leases in batches of ~10 ms each per interval, counted apart);
+approve-to-resume p99 under 2 ms; SQLite approve-to-resume p99 under 10 ms; timeout
+skew p99 under 50 ms.
 """
 
 from __future__ import annotations
