@@ -31,6 +31,7 @@ Needs the ``aiohttp`` extra (``pip install 'runkon[aiohttp]'``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar, cast
@@ -102,11 +103,31 @@ def engine_context(
     engine: FlowEngine,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context (for ``app.cleanup_ctx``) that runs ``engine`` while the app
-    runs: use it with :func:`add_routes` on an app of your own."""
+    runs: use it with :func:`add_routes` on an app of your own.
+
+    The engine is entered and left by a task of its own, so the app may be started and
+    cleaned up by different tasks (as test fixtures do). A failure to start the engine
+    fails the app's startup.
+    """
 
     async def run_engine(app: web.Application) -> AsyncIterator[None]:
-        async with engine:
+        ready = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+
+        async def hold() -> None:
+            async with engine:
+                ready.set_result(None)
+                await stop.wait()
+
+        task = asyncio.create_task(hold(), name="runkon-engine")
+        await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            await task  # raises why the engine did not start
+        try:
             yield
+        finally:
+            stop.set()
+            await task
 
     return run_engine
 
