@@ -1,0 +1,438 @@
+"""Where ``call`` steps find their executors: ``--actions MODULE_OR_DIR``.
+
+Used by ``runkon run``, ``resume``, ``cancel`` and ``serve``. Three sources:
+
+**A Python module** -- ``--actions pkg.mod`` (imported with the current directory on
+``sys.path``) or ``--actions path/to/file.py``. The module defines, at module level, the
+same two things ``FlowEngine`` takes::
+
+    actions = {"plan": plan, "review": ReviewExecutor()}   # name -> executor
+    fallback_action = agent                                # optional: every other name
+
+An executor is an ``ActionExecutor`` (``name``, ``async execute(ctx, params)``, optional
+``async cancel(execution_id)``) or a plain ``async def fn(ctx, params)`` returning an
+``ActionOutput`` (or None). The module must define at least one of the two names.
+
+**A directory of executables** -- ``--actions DIR``: ``call plan`` runs ``DIR/plan`` or
+``DIR/plan.<ext>`` (e.g. ``plan.sh``, ``plan.py``); two executable matches, or a match that
+is not executable, is an error naming the files. The program runs:
+
+- in the run's working directory (the directory ``runkon`` was started in), in its own
+  process group, with stdin closed;
+- with the current environment plus every variable of the step as ``RUNKON_<NAME>``
+  (inputs, ``prior_context``, ``prior_output``, ``gate_feedback``, FLOW_OUTPUT extras of
+  earlier steps, ...; the name upper-cased, characters other than letters, digits and
+  ``_`` turned into ``_``) -- the names ``script`` steps get for inputs -- and
+  ``RUNKON_RUN_ID``, ``RUNKON_WORKFLOW``, ``RUNKON_STEP``, ``RUNKON_STEP_ID``,
+  ``RUNKON_ATTEMPT``, ``RUNKON_ITERATION``, ``RUNKON_DRY_RUN`` (``true``/``false``) and
+  ``RUNKON_GATE_SELECTIONS`` (comma-separated), which win over variables of the same
+  name. Variables only ever become ``RUNKON_*`` names, so no step can set ``PATH``,
+  ``LD_PRELOAD`` or any other variable the program trusts; a value holding a NUL byte is
+  left out;
+- exit 0: its stdout's FLOW_OUTPUT block gives the step's markers, context and extras
+  (without a block, stdout becomes the context); a non-zero exit fails the step with the
+  tail of stderr; a timeout or cancellation kills its process group (SIGTERM, then
+  SIGKILL after 2 s);
+- in a dry run it is found but not executed.
+
+**Nothing** -- without ``--actions``, a directory ``./actions/`` is used if it exists;
+otherwise a ``call`` has no executor and the workflow does not validate.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process
+
+import runkon
+from runkon.cli._common import CliError
+from runkon.dsl import CallNode, CallWorkflowNode, ParallelNode, ScriptNode, iter_nodes
+from runkon.engine import parse_flow_output
+
+__all__ = [
+    "ActionFailedError",
+    "ActionNotFoundError",
+    "ActionsDirectory",
+    "LoadedActions",
+    "check_calls",
+    "load_actions",
+]
+
+DEFAULT_ACTIONS_DIR = "actions"
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+DRAIN_GRACE = 1.0  # seconds to finish reading after the program exited
+STDOUT_LIMIT = 4 * 1024 * 1024  # keep the last 4 MiB (the FLOW_OUTPUT block is at the end)
+STDERR_LIMIT = 64 * 1024
+TAIL = 2000
+_MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_ENV_NAME_RE = re.compile(r"[^A-Za-z0-9_]")
+
+
+class ActionNotFoundError(runkon.ExecutionError):
+    """A directory of executables has no (single, executable) program for a call."""
+
+
+class ActionFailedError(runkon.ExecutionError):
+    """An action program exited with a non-zero status."""
+
+
+# --------------------------------------------------------------------------- directory
+
+
+class ActionsDirectory:
+    """A fallback ``ActionExecutor`` that runs ``DIR/<name>`` or ``DIR/<name>.<ext>``
+    (see the module docstring for the environment and output protocol)."""
+
+    name = "actions-directory"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self._running: dict[str, Process] = {}
+
+    def __repr__(self) -> str:
+        return f"ActionsDirectory({str(self.root)!r})"
+
+    def find(self, action: str) -> Path:
+        """The program ``call <action>`` runs.
+
+        Raises:
+            ActionNotFoundError: no match, several executable matches, or a match that
+                is not executable (the message names the files and the fix).
+        """
+        where = f"{str(self.root)!r}"
+        if not action or "/" in action or "\\" in action or action.startswith("."):
+            raise ActionNotFoundError(
+                f"call {action!r} cannot name a program in the actions directory {where}; "
+                "use a plain name such as `call plan`"
+            )
+        try:
+            candidates = sorted(
+                entry
+                for entry in self.root.iterdir()
+                if (entry.name == action or entry.name.startswith(action + ".")) and entry.is_file()
+            )
+        except OSError as exc:
+            raise ActionNotFoundError(
+                f"cannot read the actions directory {where}: {exc.strerror or exc}"
+            ) from exc
+        executable = [path for path in candidates if os.access(path, os.X_OK)]
+        if len(executable) == 1:
+            return executable[0]
+        names = ", ".join(path.name for path in (executable or candidates))
+        if len(executable) > 1:
+            raise ActionNotFoundError(
+                f"call {action!r} matches several programs in {where}: {names}; "
+                "keep one, or make the others non-executable"
+            )
+        if candidates:
+            raise ActionNotFoundError(
+                f"call {action!r}: {names} in {where} is not executable; "
+                f"run `chmod +x {self.root / candidates[0].name}`"
+            )
+        raise ActionNotFoundError(
+            f"no program for call {action!r} in the actions directory {where}; "
+            f"add an executable {action} or {action}.<ext> there"
+        )
+
+    async def execute(
+        self, ctx: runkon.StepContext, params: runkon.ActionParams
+    ) -> runkon.ActionOutput:
+        program = self.find(params.name)
+        shown = f"{self.root.name}/{program.name}"
+        if ctx.dry_run or params.dry_run:
+            return runkon.ActionOutput(result_text=f"dry-run: {shown} not executed")
+        process = await self._start(program, ctx, _environment(ctx, params))
+        self._running[ctx.step_id] = process
+        stdout, stderr = bytearray(), bytearray()
+        try:
+            await _communicate(process, stdout, stderr)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _kill_group(process)
+            raise
+        finally:
+            self._running.pop(ctx.step_id, None)
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+        code = process.returncode
+        if code != 0:
+            assert code is not None
+            if code < 0:
+                how = f"was killed by {signal.Signals(-code).name}"
+            else:
+                how = f"exited with code {code}"
+            raise ActionFailedError(f"{shown} {how}" + _tail(stderr))
+        text = stdout.decode("utf-8", errors="replace")
+        flow = parse_flow_output(text)
+        if flow is None:
+            return runkon.ActionOutput(
+                context=text.strip()[:TAIL], result_text=f"{shown} completed"
+            )
+        return runkon.ActionOutput(
+            markers=flow.markers,
+            context=flow.context,
+            structured_output=flow.to_json(),
+            result_text=f"{shown} completed",
+        )
+
+    async def cancel(self, execution_id: str) -> None:
+        """Kill the program of step ``execution_id`` and everything it started."""
+        process = self._running.get(execution_id)
+        if process is not None:
+            await _kill_group(process)
+
+    async def _start(self, program: Path, ctx: runkon.StepContext, env: dict[str, str]) -> Process:
+        async def spawn(command: list[str]) -> Process:
+            # Shielded: a cancellation landing mid-spawn must not lose the process handle.
+            with anyio.CancelScope(shield=True):
+                process = await anyio.open_process(
+                    command,
+                    cwd=ctx.working_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            return process
+
+        try:
+            return await spawn([str(program)])
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
+        # A script without a #! line: run it with the shell, as a shell would.
+        try:
+            return await spawn(["sh", str(program)])
+        except OSError as exc:
+            raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
+
+
+def _environment(ctx: runkon.StepContext, params: runkon.ActionParams) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in params.inputs.items():
+        if "\0" not in value:
+            env["RUNKON_" + _ENV_NAME_RE.sub("_", name).upper()] = value
+    env.update(
+        RUNKON_RUN_ID=ctx.run_id,
+        RUNKON_WORKFLOW=ctx.workflow_name,
+        RUNKON_STEP=ctx.step_name,
+        RUNKON_STEP_ID=ctx.step_id,
+        RUNKON_ATTEMPT=str(ctx.attempt),
+        RUNKON_ITERATION=str(ctx.iteration),
+        RUNKON_DRY_RUN="true" if (ctx.dry_run or params.dry_run) else "false",
+        RUNKON_GATE_SELECTIONS=",".join(params.gate_selections),
+    )
+    return env
+
+
+def _tail(data: bytearray) -> str:
+    text = data.decode("utf-8", errors="replace").strip()
+    if not text:
+        return ""
+    if len(text) > TAIL:
+        text = "..." + text[-TAIL:]
+    return f"\n{text}"
+
+
+async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -> None:
+    """Collect output until the program exits and its pipes close (a background
+    grandchild keeping them open is killed after ``DRAIN_GRACE``)."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    done = [anyio.Event(), anyio.Event()]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_drain, process.stdout, stdout, STDOUT_LIMIT, done[0])
+        tg.start_soon(_drain, process.stderr, stderr, STDERR_LIMIT, done[1])
+        await process.wait()
+        with anyio.move_on_after(DRAIN_GRACE):
+            for event in done:
+                await event.wait()
+        if not all(event.is_set() for event in done):
+            _signal_group(process.pid, signal.SIGKILL)
+        tg.cancel_scope.cancel()
+
+
+async def _drain(
+    stream: ByteReceiveStream, buffer: bytearray, limit: int, done: anyio.Event
+) -> None:
+    try:
+        async for chunk in stream:
+            buffer.extend(chunk)
+            if len(buffer) > limit:
+                del buffer[: len(buffer) - limit]
+    finally:
+        done.set()
+
+
+async def _kill_group(process: Process) -> None:
+    if process.returncode is not None:
+        return
+    _signal_group(process.pid, signal.SIGTERM)
+    with anyio.move_on_after(KILL_GRACE):
+        await process.wait()
+        return
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedActions:
+    """Executors for ``FlowEngine(actions=..., fallback_action=...)`` and where they came
+    from (``source`` is shown to the user; empty when there are none)."""
+
+    actions: Mapping[str, Any] = field(default_factory=dict)
+    fallback_action: Any = None
+    source: str = ""
+
+    @property
+    def directory(self) -> ActionsDirectory | None:
+        fallback = self.fallback_action
+        return fallback if isinstance(fallback, ActionsDirectory) else None
+
+
+def load_actions(spec: str | None) -> LoadedActions:
+    """The executors ``--actions spec`` names (``./actions/`` or none when ``spec`` is None).
+
+    Raises:
+        CliError: the directory, file or module cannot be used (exit 2).
+    """
+    if spec is None:
+        if Path(DEFAULT_ACTIONS_DIR).is_dir():
+            return _directory(DEFAULT_ACTIONS_DIR)
+        return LoadedActions()
+    path = Path(spec)
+    if path.is_dir():
+        return _directory(spec)
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise CliError(f"--actions {spec!r}: no such file")
+        return _from_module(_import_file(path), spec)
+    if not _MODULE_RE.fullmatch(spec):
+        raise CliError(
+            f"--actions {spec!r} is not a directory, a .py file or a module name; "
+            "pass a directory of executables or a module such as `mypkg.actions`"
+        )
+    return _from_module(_import_module(spec), spec)
+
+
+def _directory(spec: str) -> LoadedActions:
+    return LoadedActions(fallback_action=ActionsDirectory(spec), source=f"directory {spec}/")
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"runkon_actions_{_ENV_NAME_RE.sub('_', path.stem)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise CliError(f"--actions {str(path)!r} cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        raise CliError(_import_failure(str(path), exc)) from exc
+    return module
+
+
+def _import_module(name: str) -> ModuleType:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: modules next to you import
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise CliError(
+                f"--actions {name!r}: no module named {exc.name!r} (looked in the current "
+                "directory and the installed packages)"
+            ) from exc
+        raise CliError(_import_failure(name, exc)) from exc
+    except BaseException as exc:
+        raise CliError(_import_failure(name, exc)) from exc
+
+
+def _import_failure(what: str, exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"actions module {what!r} failed to import: {type(exc).__name__}: {exc}{where}"
+
+
+def _from_module(module: ModuleType, spec: str) -> LoadedActions:
+    actions = getattr(module, "actions", None)
+    fallback = getattr(module, "fallback_action", None)
+    if actions is None and fallback is None:
+        raise CliError(
+            f"actions module {spec!r} defines neither `actions` (a dict of name -> executor) "
+            "nor `fallback_action`; define one of them at module level"
+        )
+    if actions is None:
+        actions = {}
+    if not isinstance(actions, Mapping) or not all(isinstance(k, str) for k in actions):
+        raise CliError(
+            f"`actions` in module {spec!r} must be a dict of name -> executor, "
+            f"got {type(actions).__name__}"
+        )
+    for name, action in [*actions.items(), ("fallback_action", fallback)]:
+        if action is not None and not (hasattr(action, "execute") or callable(action)):
+            raise CliError(
+                f"action {name!r} in module {spec!r} is not an executor: give an object with "
+                "an async `execute(ctx, params)` method or an `async def fn(ctx, params)`"
+            )
+    return LoadedActions(dict(actions), fallback, f"module {spec}")
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def check_calls(workflow: runkon.WorkflowDef, loaded: LoadedActions) -> list[str]:
+    """Problems of the workflow's calls with a directory of executables, one
+    ``file:line:col: message`` each (calls with a named executor are fine)."""
+    directory = loaded.directory
+    if directory is None:
+        return []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for node in iter_nodes((*workflow.body, *workflow.always)):
+        labels = []
+        if isinstance(node, CallNode):
+            labels.append(node.agent.label)
+        elif isinstance(node, ParallelNode):
+            labels.extend(call.agent.label for call in node.calls)
+        if isinstance(node, CallNode | CallWorkflowNode | ScriptNode) and not isinstance(
+            node.on_fail, str | None
+        ):
+            labels.append(node.on_fail.label)
+        for label in labels:
+            if label in loaded.actions or label in seen:
+                continue
+            seen.add(label)
+            try:
+                directory.find(label)
+            except ActionNotFoundError as exc:
+                problems.append(f"{workflow.source}:{node.line}:{node.col}: {exc}")
+    return problems

@@ -1,0 +1,271 @@
+"""What every ``runkon`` command shares: exit codes, user errors, opening the database,
+finding runs, and plain-text formatting (times, durations, tables)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+import runkon
+from runkon.errors import SchemaVersionError, StoreBackendError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by Ctrl-C
+
+DEFAULT_DB = "runkon.db"
+CLI_LEASE_TTL = 10.0
+"""Seconds a ``run``/``resume`` process's lease lasts without renewal: how long another
+process must wait to take over a run whose process died (``runkon resume`` waits for it)."""
+
+
+class CliError(Exception):
+    """A problem to report in one line (``runkon: message``), then exit with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def say(text: str = "") -> None:
+    """Print a line to stdout at once (progress is read live, e.g. through a pipe)."""
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    """Print a line to stderr."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def execute(
+    command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace
+) -> int:
+    """Run an async command; turn user errors into a message and an exit code.
+
+    ``CliError`` carries its own code; runkon's errors about the user's input (an unknown
+    run or gate, an invalid selection, a database that is not runkon's) exit 2; Ctrl-C
+    exits 130. Anything else is a bug and keeps its traceback.
+    """
+
+    async def main() -> int:
+        try:
+            return await command(args)
+        except BaseExceptionGroup as group:  # raised inside a task group (the engine's)
+            leaf = _only_leaf(group)
+            if isinstance(leaf, CliError | runkon.RunkonError | KeyboardInterrupt):
+                raise leaf from None
+            raise
+
+    try:
+        return anyio.run(main)
+    except CliError as exc:
+        warn(f"runkon: {exc.message}")
+        return exc.code
+    except (runkon.UnknownRunError, runkon.GateError, runkon.DslError) as exc:
+        warn(f"runkon: {exc}")
+        return EXIT_USAGE
+    except (StoreBackendError, SchemaVersionError) as exc:  # --db names no runkon database
+        warn(f"runkon: {exc}")
+        return EXIT_USAGE
+    except runkon.StoreError as exc:  # e.g. the database stayed locked
+        warn(f"runkon: {exc}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        warn("runkon: interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception a (nested) group holds, or None if it holds several."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=DEFAULT_DB,
+        help=f"the SQLite database of runs (default: ./{DEFAULT_DB})",
+    )
+
+
+def default_user() -> str:
+    """Who decides: ``$RUNKON_USER``, else the OS user name."""
+    user = os.environ.get("RUNKON_USER", "").strip()
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers) and no $USER
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- database
+
+
+def _not_a_directory(path: str) -> None:
+    if Path(path).is_dir():
+        raise CliError(f"--db {path!r} is a directory; pass the database file")
+
+
+def existing_db(path: str) -> str:
+    """``path`` if it is a database file; a usage error (never a new empty file) if not."""
+    _not_a_directory(path)
+    if not Path(path).exists():
+        raise CliError(
+            f"no database at {path!r}; start a run with `runkon run FILE --db {path}` "
+            "or pass the --db PATH of an existing one"
+        )
+    return path
+
+
+@asynccontextmanager
+async def open_store(path: str) -> AsyncIterator[runkon.SqliteStore]:
+    """The existing SQLite database at ``path``, open."""
+    async with runkon.SqliteStore(existing_db(path)) as store:
+        yield store
+
+
+@asynccontextmanager
+async def open_engine(
+    path: str,
+    *,
+    create: bool = False,
+    actions: Mapping[str, Any] | None = None,
+    fallback_action: Any = None,
+    workflows: runkon.WorkflowResolver | None = None,
+    lease_ttl: float = CLI_LEASE_TTL,
+) -> AsyncIterator[runkon.FlowEngine]:
+    """A running engine on the SQLite database at ``path`` (created only if ``create``)."""
+    if create:
+        _not_a_directory(path)
+    else:
+        existing_db(path)
+    engine = runkon.FlowEngine(
+        runkon.SqliteStore(path),
+        actions=actions,
+        fallback_action=fallback_action,
+        workflows=workflows,
+        lease_ttl=lease_ttl,
+        lease_refresh_interval=lease_ttl / 3,
+    )
+    async with engine:
+        yield engine
+
+
+async def find_run(store: runkon.Store, run_id: str) -> runkon.persistence.RunRecord:
+    """The run ``run_id`` names: its full id, or a unique prefix of at least 6 characters.
+
+    Raises:
+        CliError: no run, or several runs, match.
+    """
+    try:
+        return await store.get_run(run_id)
+    except runkon.UnknownRunError:
+        pass
+    matches = []
+    if len(run_id) >= 6:
+        prefix = run_id.upper()
+        matches = [run for run in await store.list_runs() if run.id.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise CliError(f"unknown run {run_id!r}; list runs with `runkon runs`")
+    ids = ", ".join(run.id for run in matches[:5])
+    raise CliError(f"{run_id!r} matches several runs ({ids}); give more of the id")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def local_time(moment: datetime | None, *, seconds: bool = True) -> str:
+    """``2025-01-31 14:05:09`` in the local time zone ("-" for None)."""
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def clock(moment: datetime) -> str:
+    """``14:05:09`` in the local time zone."""
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """``0.4s``, ``12s``, ``3m05s``, ``2h10m``, ``3d4h`` ("-" for None)."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h"
+
+
+def between(start: datetime | None, end: datetime | None) -> str:
+    """The duration from ``start`` to ``end`` (to now while ``end`` is None)."""
+    if start is None:
+        return "-"
+    return duration(((end or datetime.now(UTC)) - start).total_seconds())
+
+
+def time_left(deadline: datetime | None) -> str:
+    """``in 59m12s`` / ``passed`` / ``none``."""
+    if deadline is None:
+        return "none"
+    left = (deadline - datetime.now(UTC)).total_seconds()
+    return f"in {duration(left)}" if left > 0 else "passed"
+
+
+def shorten(text: str | None, width: int) -> str:
+    """The first line of ``text``, cut to ``width`` characters with ``...``."""
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: max(width - 3, 1)] + "..."
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Rows aligned in columns under upper-case headers (no trailing spaces)."""
+    body = [list(row) for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+    lines = []
+    for row in [list(headers), *body]:
+        cells = [cell.ljust(widths[index]) for index, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    for line in table(headers, rows):
+        say(line)

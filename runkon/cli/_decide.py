@@ -1,0 +1,171 @@
+"""``runkon approve`` and ``runkon reject``: decide a waiting gate from any terminal.
+
+The decision is one compare-and-set in the database; the process running the workflow
+(``runkon run`` in another terminal) learns of it through the store's change feed and
+goes on at once. The receipt is printed in words.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+import runkon
+from runkon.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_db_argument,
+    default_user,
+    execute,
+    find_run,
+    local_time,
+    open_engine,
+    say,
+    warn,
+)
+from runkon.cli._progress import db_option
+from runkon.persistence import GateReceipt, ReceiptOutcome, RunRecord
+
+EPILOG = """\
+Exit status: 0 the decision was accepted (or, for a gate that needs several approvers,
+recorded), 1 it was refused (the gate was already decided, or is not waiting), 2 usage
+error (unknown run or gate, an option the gate does not offer, several gates waiting
+and no GATE given)."""
+
+
+def add_parsers(commands: Any) -> None:
+    approve = commands.add_parser(
+        "approve",
+        help="approve a waiting gate",
+        description="Approve gate GATE of run RUN (GATE may be left out when the run has "
+        "exactly one waiting gate). The run goes on at once, in whichever process drives it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common_arguments(approve)
+    approve.add_argument(
+        "--select",
+        action="append",
+        metavar="OPTION",
+        help="an option of the gate to select (repeat for several)",
+    )
+    approve.set_defaults(handler=lambda args: execute(approve_gate, args))
+    reject = commands.add_parser(
+        "reject",
+        help="reject a waiting gate",
+        description="Reject gate GATE of run RUN (GATE may be left out when the run has "
+        "exactly one waiting gate); the gate's step fails.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common_arguments(reject)
+    reject.set_defaults(handler=lambda args: execute(reject_gate, args), select=None)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="the run id (or a unique prefix)")
+    parser.add_argument(
+        "gate", metavar="GATE", nargs="?", help="the gate's name (default: the only waiting one)"
+    )
+    add_db_argument(parser)
+    parser.add_argument(
+        "--by", metavar="NAME", help="who decides (default: $RUNKON_USER, else your user name)"
+    )
+    parser.add_argument(
+        "--feedback", metavar="TEXT", help="a comment; later steps read it as {{gate_feedback}}"
+    )
+
+
+async def approve_gate(args: argparse.Namespace) -> int:
+    return await _decide(args, approve=True)
+
+
+async def reject_gate(args: argparse.Namespace) -> int:
+    return await _decide(args, approve=False)
+
+
+async def _decide(args: argparse.Namespace, *, approve: bool) -> int:
+    by = args.by or default_user()
+    async with open_engine(args.db) as engine:
+        run = await find_run(engine.store, args.run)
+        gate = args.gate or await _only_waiting_gate(engine, run, args.db)
+        try:
+            if approve:
+                receipt = await engine.approve_gate(
+                    run.id, gate, by=by, feedback=args.feedback, selections=args.select
+                )
+            else:
+                receipt = await engine.reject_gate(run.id, gate, by=by, feedback=args.feedback)
+        except runkon.UnknownGateError as exc:
+            waiting = [gate.gate_name for gate in await engine.waiting_gates(run_id=run.id)]
+            now = f"waiting now: {', '.join(waiting)}" if waiting else "no gate is waiting now"
+            raise CliError(f"run {run.id} has no gate {gate!r} ({now})") from exc
+        except runkon.InvalidSelectionError as exc:
+            if not exc.allowed:
+                raise CliError(
+                    f"gate {gate!r} has no options; approve it without --select"
+                ) from exc
+            raise CliError(
+                f"--select {', '.join(exc.invalid)}: not an option of gate {gate!r}; "
+                f"choose from {', '.join(exc.allowed)}"
+            ) from exc
+        code = _print_receipt(receipt, run.id, gate, by, approve)
+        if code == EXIT_OK:
+            await _hint_if_undriven(engine, run.id, args.db)
+    return code
+
+
+async def _only_waiting_gate(engine: runkon.FlowEngine, run: RunRecord, db: str) -> str:
+    waiting = await engine.waiting_gates(run_id=run.id)
+    if len(waiting) == 1:
+        return waiting[0].gate_name
+    if not waiting:
+        raise CliError(f"run {run.id} has no gate waiting (it is {run.status})", EXIT_FAILED)
+    names = ", ".join(gate.gate_name for gate in waiting)
+    raise CliError(
+        f"run {run.id} has {len(waiting)} gates waiting ({names}); name one: "
+        f"runkon approve {run.id} GATE{db_option(db)}",
+        EXIT_USAGE,
+    )
+
+
+def _print_receipt(receipt: GateReceipt, run_id: str, gate: str, by: str, approve: bool) -> int:
+    what = f"gate {gate!r} of run {run_id}"
+    match receipt.outcome:
+        case ReceiptOutcome.ACCEPTED:
+            if approve:
+                say(f"approved {what} (by {by}); the run goes on")
+            else:
+                say(f"rejected {what} (by {by}); its step fails")
+            return EXIT_OK
+        case ReceiptOutcome.APPROVAL_RECORDED:
+            missing = receipt.approvals_needed - receipt.approvals
+            say(
+                f"approval recorded for {what} (by {by}): "
+                f"{receipt.approvals}/{receipt.approvals_needed}; it waits for {missing} more"
+            )
+            return EXIT_OK
+        case ReceiptOutcome.ALREADY_RESOLVED:
+            decision = str(receipt.decision) if receipt.decision else "decided"
+            who = f" by {receipt.decided_by}" if receipt.decided_by else ""
+            when = f" at {local_time(receipt.decided_at)}" if receipt.decided_at else ""
+            warn(f"runkon: {what} was already {decision}{who}{when}; nothing changed")
+            return EXIT_FAILED
+        case ReceiptOutcome.NOT_WAITING:
+            warn(f"runkon: {what} is not waiting for a decision; nothing changed")
+            return EXIT_FAILED
+    warn(f"runkon: no gate {gate!r} in run {run_id}; list waiting gates with `runkon gates`")
+    return EXIT_USAGE
+
+
+async def _hint_if_undriven(engine: runkon.FlowEngine, run_id: str, db: str) -> None:
+    """Say so when no process drives the run: the decision waits for a resume."""
+    run = await engine.store.get_run(run_id)
+    if run.is_terminal:
+        return
+    lease_until = run.lease_until
+    if run.owner_token is None or lease_until is None or lease_until < datetime.now(UTC):
+        say(f"no process runs it now: continue it with `runkon resume {run_id}{db_option(db)}`")

@@ -1,0 +1,114 @@
+"""``runkon resume RUN``: continue a stopped run from its persisted state, with progress.
+
+A run whose ``run`` process was stopped with Ctrl-C resumes at once. One whose process
+died (killed, crashed, machine rebooted) is still claimed by that process's lease for up
+to ``--lease-ttl`` seconds (10 by default): resume says so and waits for the claim to
+expire. If the claim is renewed meanwhile, another process is alive and driving the run,
+and resume refuses (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+import runkon
+from runkon.cli._actions import load_actions
+from runkon.cli._common import (
+    EXIT_FAILED,
+    CliError,
+    add_db_argument,
+    clock,
+    duration,
+    execute,
+    find_run,
+    open_engine,
+    say,
+    warn,
+)
+from runkon.cli._drive import drive
+from runkon.cli._progress import db_option
+from runkon.cli._run import add_engine_arguments
+from runkon.dsl import DirectoryWorkflowResolver
+
+MAX_LEASE_WAIT = 120.0  # seconds; a longer claim is not a dead `runkon run` process's
+
+DESCRIPTION = """\
+Continue run RUN from its persisted state: steps that completed are kept, a waiting
+gate keeps its deadline (and a decision made meanwhile is honoured), and progress is
+printed as for `runkon run`. RUN is a run id (or a unique prefix of 6+ characters).
+
+If the process that drove the run died, its claim on the run lasts up to its
+--lease-ttl (10 s by default); resume waits for it to expire. Exit status as for
+`runkon run`; 1 also when the run already finished or another live process drives it."""
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "resume",
+        help="continue a stopped run",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run", metavar="RUN", help="the run id")
+    add_db_argument(parser)
+    add_engine_arguments(parser)
+    parser.set_defaults(handler=lambda args: execute(resume, args))
+
+
+async def resume(args: argparse.Namespace) -> int:
+    loaded = load_actions(args.actions)
+    async with open_engine(
+        args.db,
+        actions=loaded.actions,
+        fallback_action=loaded.fallback_action,
+        workflows=DirectoryWorkflowResolver(args.workflows or "."),
+        lease_ttl=args.lease_ttl,
+    ) as engine:
+        run = await find_run(engine.store, args.run)
+        if run.is_terminal:
+            raise CliError(
+                f"run {run.id} already {run.status}; there is nothing to resume "
+                f"(see `runkon show {run.id}{db_option(args.db)}`)",
+                EXIT_FAILED,
+            )
+        waiting = await engine.waiting_gates(run_id=run.id)
+        events = await engine.read_events(run.id)
+        handle = await _claim(engine, run)
+        say(f"run {run.id} resumed: workflow {run.workflow_name!r}")
+        return await drive(
+            engine,
+            handle,
+            db=args.db,
+            after_seq=events[-1].seq if events else 0,
+            waiting=waiting,
+        )
+
+
+async def _claim(engine: runkon.FlowEngine, run: runkon.persistence.RunRecord) -> runkon.RunHandle:
+    """Resume ``run``, waiting once for a dead process's lease to expire."""
+    for attempt in range(2):
+        try:
+            return await engine.resume(run.id)
+        except runkon.RunAlreadyOwnedError:
+            current = await engine.store.get_run(run.id)
+            until = current.lease_until
+            wait = 0.0 if until is None else (until - datetime.now(UTC)).total_seconds()
+            if attempt == 1 or wait > MAX_LEASE_WAIT:
+                raise CliError(
+                    f"run {run.id} is being driven by another live process; stop that "
+                    f"process first (follow the run with `runkon events {run.id} --follow`)",
+                    EXIT_FAILED,
+                ) from None
+            if until is not None:
+                warn(
+                    f"run {run.id} is claimed by another process until {clock(until)}; "
+                    f"if that process died, the claim expires then: waiting {duration(wait)}..."
+                )
+            await anyio.sleep(max(wait, 0.0) + 0.2)
+        except runkon.ExecutionError as exc:
+            raise CliError(str(exc), EXIT_FAILED) from exc
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,73 @@
+"""``runkon serve``: the HTTP API and the web inbox on the SQLite database (uvicorn).
+
+The server lives in ``runkon.integrations.server`` and needs the ``fastapi`` extra; it is
+imported only when this command runs, so the rest of the CLI works without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from typing import Any
+
+from runkon.cli._actions import load_actions
+from runkon.cli._common import DEFAULT_DB, EXIT_OK, EXIT_USAGE, CliError, add_db_argument, warn
+
+SERVER_MODULE = "runkon.integrations.server"
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="serve the HTTP API and the web inbox",
+        description="Serve runkon's HTTP API and the web inbox of waiting gates on the "
+        "SQLite database, with uvicorn. Requests need the token (--token, else "
+        "$RUNKON_TOKEN, else one is generated and printed at start). Needs the fastapi "
+        "extra: pip install 'runkon[fastapi]'.",
+    )
+    add_db_argument(parser)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--token", metavar="TOKEN", help="the API token (default: $RUNKON_TOKEN)")
+    parser.add_argument(
+        "--actions",
+        metavar="MODULE_OR_DIR",
+        help="executors for runs started over HTTP, as for `runkon run` (default: ./actions/)",
+    )
+    parser.add_argument(
+        "--workflows", metavar="DIR", help="directory of the workflows runs are started from"
+    )
+    parser.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_actions(args.actions)
+    except CliError as exc:
+        warn(f"runkon: {exc.message}")
+        return exc.code
+    try:
+        server = importlib.import_module(SERVER_MODULE)
+        run_server = server.serve
+    except (ImportError, AttributeError) as exc:
+        warn(
+            f"runkon: `runkon serve` needs the web server and its dependencies ({exc}); "
+            "install them with: pip install 'runkon[fastapi]'"
+        )
+        return EXIT_USAGE
+    try:
+        run_server(
+            db=args.db or DEFAULT_DB,
+            host=args.host,
+            port=args.port,
+            token=args.token or os.environ.get("RUNKON_TOKEN") or None,
+            actions=loaded.actions,
+            fallback_action=loaded.fallback_action,
+            workflows_dir=args.workflows,
+        )
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK

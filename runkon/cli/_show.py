@@ -1,0 +1,133 @@
+"""``runkon show RUN``: a run's header and its steps as a table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from runkon.cli._common import (
+    EXIT_OK,
+    add_db_argument,
+    between,
+    execute,
+    find_run,
+    local_time,
+    open_store,
+    print_table,
+    say,
+    shorten,
+)
+from runkon.cli._runs import blocked_on
+from runkon.persistence import GateRecord, RunRecord, StepRecord, StepRole, StepStatus
+
+NOTE_WIDTH = 60
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "show",
+        help="show a run and its steps",
+        description="Show run RUN (an id, or a unique prefix of 6+ characters): its "
+        "workflow, status, times, inputs and error, then one row per step: name, kind, "
+        "status, loop iteration, retries, duration, markers and a note (the error of a "
+        "failed step, a gate's decision, a child run).",
+    )
+    parser.add_argument("run", metavar="RUN", help="the run id")
+    add_db_argument(parser)
+    parser.set_defaults(handler=lambda args: execute(show, args))
+
+
+async def show(args: argparse.Namespace) -> int:
+    async with open_store(args.db) as store:
+        run = await find_run(store, args.run)
+        steps = await store.get_steps(run.id)
+        gates = {
+            step.id: await store.get_gate(step.id) for step in steps if step.role == StepRole.GATE
+        }
+    _print_header(run)
+    say()
+    if not steps:
+        say("no steps yet")
+        return EXIT_OK
+    print_table(
+        ["#", "step", "kind", "status", "iter", "retries", "duration", "markers", "note"],
+        (_row(index, step, gates.get(step.id)) for index, step in enumerate(steps, 1)),
+    )
+    return EXIT_OK
+
+
+def _print_header(run: RunRecord) -> None:
+    title = f" ({run.workflow_title})" if run.workflow_title else ""
+    status = str(run.status)
+    if run.blocked_on:
+        status += f" on {blocked_on(run)}"
+    fields = [
+        ("run", run.id),
+        ("workflow", run.workflow_name + title),
+        ("status", status),
+        ("started", local_time(run.started_at)),
+        ("ended", local_time(run.ended_at)),
+        ("duration", between(run.started_at, run.ended_at)),
+    ]
+    if run.inputs:
+        fields.append(("inputs", " ".join(f"{k}={v}" for k, v in sorted(run.inputs.items()))))
+    if run.dry_run:
+        fields.append(("dry run", "yes"))
+    if run.parent_run_id:
+        fields.append(("parent", run.parent_run_id))
+    if run.cancel_requested_by or run.cancel_reason:
+        by = f" by {run.cancel_requested_by}" if run.cancel_requested_by else ""
+        reason = f": {run.cancel_reason}" if run.cancel_reason else ""
+        fields.append(("cancel", f"requested{by}{reason}"))
+    if run.error:
+        fields.append(("error", shorten(run.error, 200)))
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        say(f"{name.ljust(width)}  {value}")
+
+
+def _row(index: int, step: StepRecord, gate: GateRecord | None) -> list[str]:
+    kind = step.kind or str(step.role)
+    if gate is not None:
+        kind = f"gate:{gate.gate_type}"
+    return [
+        str(index),
+        step.step_name,
+        kind,
+        str(step.status),
+        str(step.iteration),
+        str(step.retry_count),
+        between(step.started_at, step.ended_at) if step.started_at else "-",
+        ",".join(step.markers_out),
+        shorten(_note(step, gate), NOTE_WIDTH),
+    ]
+
+
+def _note(step: StepRecord, gate: GateRecord | None) -> str:
+    if gate is not None:
+        return _gate_note(gate)
+    if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
+        return step.step_error or step.result_text or ""
+    if step.child_run_id:
+        return f"child run {step.child_run_id}"
+    return ""
+
+
+def _gate_note(gate: GateRecord) -> str:
+    if gate.status == StepStatus.WAITING:
+        approvals = (
+            f" ({len(gate.approvals)}/{gate.min_approvals} approvals)"
+            if gate.min_approvals > 1
+            else ""
+        )
+        return f"waiting{approvals}: {gate.prompt or gate.step_name}"
+    if gate.decision is None:
+        return gate.feedback or ""
+    text = str(gate.decision)
+    if gate.decided_by:
+        text += f" by {gate.decided_by}"
+    if gate.selections:
+        text += f" [{', '.join(gate.selections)}]"
+    if gate.feedback:
+        text += f": {gate.feedback}"
+    return text
