@@ -1,0 +1,131 @@
+"""``runkon serve``'s implementation: the API and the web inbox over one SQLite database,
+served by uvicorn. Public as :func:`runkon.integrations.server.serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import uvicorn
+
+from runkon import FlowEngine, SqliteStore
+from runkon.integrations._auth import TokenAuthorizer
+from runkon.integrations._fastapi import create_app
+
+TOKEN_ENV = "RUNKON_TOKEN"
+GRACEFUL_SHUTDOWN = 3  # seconds open streams (inbox pages, SSE) get to close on exit
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (e.g. a container without a passwd entry)
+        return "operator"
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(
+    *,
+    db: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    actions: Mapping[str, Any] | None = None,
+    fallback_action: Any | None = None,
+    workflows_dir: str | None = None,
+) -> None:
+    """Serve runkon's JSON API (``/api``) and web inbox (``/inbox``) until interrupted.
+
+    Builds ``FlowEngine(SqliteStore(db), ..., recover=True)`` — runs left behind by a
+    crashed process are resumed — and runs it in the app's lifespan under uvicorn.
+    Runs started over HTTP come from ``workflows_dir`` (``<name>.wf``); gates of runs
+    that other processes drive on the same database show up in the inbox too.
+
+    Args:
+        db: the SQLite database file (created if missing).
+        host: the interface to listen on (``127.0.0.1``: this machine only).
+        port: the TCP port (0: any free port; the address is printed).
+        token: the bearer token that grants access; default ``$RUNKON_TOKEN``, else a
+            random one, printed at start with the inbox's sign-in link.
+        actions: executors by name, for the runs this server drives.
+        fallback_action: executor for every other call name.
+        workflows_dir: the directory of ``.wf`` files ``POST /api/runs`` starts by name.
+
+    Blocks until Ctrl-C or SIGTERM; open streams get a few seconds to close, and runs
+    still going stay resumable.
+    """
+    chosen = token or os.environ.get(TOKEN_ENV) or None
+    generated = chosen is None
+    secret = chosen if chosen is not None else secrets.token_urlsafe(24)
+    engine = FlowEngine(
+        SqliteStore(db),
+        actions=actions,
+        fallback_action=fallback_action,
+        workflows=workflows_dir,
+        recover=True,
+    )
+    app = create_app(engine, TokenAuthorizer({secret: _operator()}), workflows=workflows_dir)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+    announce = _Announcement(db, workflows_dir, secret if generated else None)
+    server = _Server(config, host, announce)
+    try:
+        asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        pass
+
+
+class _Announcement:
+    def __init__(self, db: str, workflows_dir: str | None, generated_token: str | None) -> None:
+        self.db = db
+        self.workflows_dir = workflows_dir
+        self.generated_token = generated_token
+
+    def print(self, url: str, out: TextIO) -> None:
+        lines = [f"runkon serve: database {self.db}"]
+        if self.workflows_dir is not None:
+            lines.append(f"  workflows: {self.workflows_dir}/<name>.wf")
+        lines.append(f"  API:   {url}/api  (Authorization: Bearer <token>; docs at {url}/docs)")
+        if self.generated_token is not None:
+            lines.append(f"  inbox: {url}/inbox/sign-in?token={self.generated_token}")
+            lines.append(
+                f"  token: {self.generated_token}  (generated; set {TOKEN_ENV} to choose one)"
+            )
+        else:
+            lines.append(f"  inbox: {url}/inbox  (sign in with the token from {TOKEN_ENV})")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), file=out, flush=True)
+
+
+class _Server(uvicorn.Server):
+    """Prints where it listens once it does (the port may have been 0)."""
+
+    def __init__(self, config: uvicorn.Config, host: str, announce: _Announcement) -> None:
+        super().__init__(config)
+        self._host = host
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            self._announce.print(f"http://{_display_host(self._host)}:{port}", sys.stdout)
