@@ -100,7 +100,7 @@ async def _decide(args: argparse.Namespace, *, approve: bool) -> int:
             else:
                 receipt = await engine.reject_gate(run.id, gate, by=by, feedback=args.feedback)
         except runkon.UnknownGateError as exc:
-            waiting = [gate.gate_name for gate in await engine.waiting_gates(run_id=run.id)]
+            waiting = [w.gate_name for w in await engine.waiting_gates(run_id=run.id)]
             now = f"waiting now: {', '.join(waiting)}" if waiting else "no gate is waiting now"
             raise CliError(f"run {run.id} has no gate {gate!r} ({now})") from exc
         except runkon.InvalidSelectionError as exc:
@@ -112,10 +112,8 @@ async def _decide(args: argparse.Namespace, *, approve: bool) -> int:
                 f"--select {', '.join(exc.invalid)}: not an option of gate {gate!r}; "
                 f"choose from {', '.join(exc.allowed)}"
             ) from exc
-        code = _print_receipt(receipt, run.id, gate, by, approve)
-        if code == EXIT_OK:
-            await _hint_if_undriven(engine, run.id, args.db)
-    return code
+        after = await _what_next(engine, run.id, args.db, approve)
+        return _print_receipt(receipt, run.id, gate, by, approve, after)
 
 
 async def _only_waiting_gate(engine: runkon.FlowEngine, run: RunRecord, db: str) -> str:
@@ -132,14 +130,13 @@ async def _only_waiting_gate(engine: runkon.FlowEngine, run: RunRecord, db: str)
     )
 
 
-def _print_receipt(receipt: GateReceipt, run_id: str, gate: str, by: str, approve: bool) -> int:
+def _print_receipt(
+    receipt: GateReceipt, run_id: str, gate: str, by: str, approve: bool, after: str
+) -> int:
     what = f"gate {gate!r} of run {run_id}"
     match receipt.outcome:
         case ReceiptOutcome.ACCEPTED:
-            if approve:
-                say(f"approved {what} (by {by}); the run goes on")
-            else:
-                say(f"rejected {what} (by {by}); its step fails")
+            say(f"{'approved' if approve else 'rejected'} {what} (by {by}); {after}")
             return EXIT_OK
         case ReceiptOutcome.APPROVAL_RECORDED:
             missing = receipt.approvals_needed - receipt.approvals
@@ -161,11 +158,13 @@ def _print_receipt(receipt: GateReceipt, run_id: str, gate: str, by: str, approv
     return EXIT_USAGE
 
 
-async def _hint_if_undriven(engine: runkon.FlowEngine, run_id: str, db: str) -> None:
-    """Say so when no process drives the run: the decision waits for a resume."""
+async def _what_next(engine: runkon.FlowEngine, run_id: str, db: str, approve: bool) -> str:
+    """What happens next: the process driving the run acts on the decision at once, or,
+    when no process drives it, the decision waits for a resume."""
     run = await engine.store.get_run(run_id)
-    if run.is_terminal:
-        return
     lease_until = run.lease_until
+    if run.is_terminal:
+        return f"the run is {run.status}"
     if run.owner_token is None or lease_until is None or lease_until < datetime.now(UTC):
-        say(f"no process runs it now: continue it with `runkon resume {run_id}{db_option(db)}`")
+        return f"no process runs it now: continue it with `runkon resume {run_id}{db_option(db)}`"
+    return "the run goes on" if approve else "the gate's step fails, and the run with it"
