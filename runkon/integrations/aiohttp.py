@@ -32,24 +32,32 @@ Needs the ``aiohttp`` extra (``pip install 'runkon[aiohttp]'``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from runkon import FlowEngine
 from runkon.events import EngineEvent
 from runkon.integrations._auth import Authorizer
+from runkon.integrations._inbox import same_origin
 from runkon.integrations._schemas import (
     CancelRequest,
     DecisionRequest,
     FeedbackRequest,
     StartRunRequest,
 )
-from runkon.integrations._service import ApiError, RunkonApi, WorkflowCatalog, sse_stream
+from runkon.integrations._service import (
+    MAX_LIST,
+    ApiError,
+    RunkonApi,
+    WorkflowCatalog,
+    sse_stream,
+)
 
 __all__ = ["RUNKON_API", "add_routes", "create_app", "engine_context"]
 
@@ -63,6 +71,7 @@ RUNKON_API = web.AppKey("runkon_api", RunkonApi)
 DISCONNECT_CHECK_INTERVAL = 1.0
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
@@ -142,19 +151,40 @@ def add_routes(
     """
     routes = _Routes(api, sse_keepalive)
     base = prefix.rstrip("/")
-    app.router.add_post(f"{base}/runs", routes.start_run)
-    app.router.add_get(f"{base}/runs", routes.list_runs)
-    app.router.add_get(f"{base}/runs/{{run_id}}", routes.get_run)
-    app.router.add_post(f"{base}/runs/{{run_id}}/cancel", routes.cancel_run)
-    app.router.add_get(f"{base}/gates", routes.waiting_gates)
-    app.router.add_post(f"{base}/runs/{{run_id}}/gates/{{gate}}/approve", routes.approve)
-    app.router.add_post(f"{base}/runs/{{run_id}}/gates/{{gate}}/reject", routes.reject)
-    app.router.add_post(f"{base}/runs/{{run_id}}/gates/{{gate}}/feedback", routes.feedback)
-    app.router.add_get(f"{base}/runs/{{run_id}}/events", routes.events)
+    table: list[tuple[str, str, Handler]] = [
+        ("POST", "/runs", routes.start_run),
+        ("GET", "/runs", routes.list_runs),
+        ("GET", "/runs/{run_id}", routes.get_run),
+        ("POST", "/runs/{run_id}/cancel", routes.cancel_run),
+        ("GET", "/gates", routes.waiting_gates),
+        ("POST", "/runs/{run_id}/gates/{gate}/approve", routes.approve),
+        ("POST", "/runs/{run_id}/gates/{gate}/reject", routes.reject),
+        ("POST", "/runs/{run_id}/gates/{gate}/feedback", routes.feedback),
+        ("GET", "/runs/{run_id}/events", routes.events),
+    ]
+    for method, path, handler in table:
+        app.router.add_route(method, base + path, _guarded(handler))
     app.on_shutdown.append(routes.close_streams)
 
 
 # --------------------------------------------------------------------------- handlers
+
+_LIMIT = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_LIST)])
+_AFTER = TypeAdapter(Annotated[int, Field(ge=0)])
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Answer an :class:`ApiError` as its ``ErrorOut`` JSON and status."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return web.json_response(exc.body(), status=exc.status, headers=headers)
+
+    return guarded
 
 
 def _json(payload: BaseModel | list[Any], *, status: int = 200) -> web.Response:
@@ -165,43 +195,85 @@ def _json(payload: BaseModel | list[Any], *, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _error(exc: ApiError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status)
-
-
-def _invalid(message: str, errors: list[Any]) -> ApiError:
+def _invalid_request(errors: list[dict[str, Any]]) -> ApiError:
+    """A 422 ``invalid_request`` worded as the FastAPI router words it."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = f"invalid request: {where}: {first.get('msg', 'invalid')}; fix it and resend"
     return ApiError(422, "invalid_request", message, {"errors": errors})
 
 
+def _errors(exc: ValidationError, *loc: str) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False))
+    for error in errors:
+        error["loc"] = [*loc, *error["loc"]]
+    return errors
+
+
 async def _body(request: web.Request, model: type[ModelT], *, optional: bool) -> ModelT:
-    """The request body as ``model``; an absent body is ``model()`` when ``optional``."""
+    """The JSON request body as ``model``; an absent (or ``null``) body is ``model()``
+    when ``optional``. A body must be sent as ``application/json``. Errors are worded as
+    FastAPI words them (the same JSON answers).
+
+    Raises:
+        ApiError: 422 ``invalid_request`` for a missing, malformed or invalid body.
+    """
     raw = await request.read()
-    if not raw.strip() and optional:
-        return model()
+    if raw and not _is_json(request):
+        # as FastAPI does: only a JSON content type is parsed (a browser form cannot
+        # post JSON cross-site without a preflight)
+        try:
+            return model.model_validate(raw, from_attributes=True)
+        except ValidationError as exc:
+            raise _invalid_request(_errors(exc, "body")) from exc
     try:
-        return model.model_validate_json(raw)
+        data = json.loads(raw) if raw.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        position = exc.pos if isinstance(exc, json.JSONDecodeError) else exc.start
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else exc.reason
+        malformed = {
+            "type": "json_invalid",
+            "loc": ["body", position],
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": reason},
+        }
+        raise _invalid_request([malformed]) from exc
+    if data is None:
+        if optional:
+            return model()
+        missing = {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
+        raise _invalid_request([missing])
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
-        errors = json.loads(exc.json(include_url=False))
-        if any(error.get("type") == "json_invalid" for error in errors):
-            raise _invalid(
-                "the request body is not valid JSON; send a JSON object", errors
-            ) from exc
-        raise _invalid(
-            f"the request body is not a valid {model.__name__}; see detail.errors", errors
-        ) from exc
+        raise _invalid_request(_errors(exc, "body")) from exc
 
 
-def _query_int(request: web.Request, name: str, default: int | None) -> int | None:
+def _is_json(request: web.Request) -> bool:
+    if "Content-Type" not in request.headers:
+        return False
+    kind, _, subtype = request.content_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _query(request: web.Request, name: str, adapter: TypeAdapter[int]) -> int | None:
+    """Query parameter ``name`` validated by ``adapter``; ``None`` when absent."""
     raw = request.query.get(name)
     if raw is None:
-        return default
+        return None
     try:
-        return int(raw)
-    except ValueError:
-        raise _invalid(
-            f"query parameter {name!r} must be an integer, not {raw!r}",
-            [{"type": "int_parsing", "loc": ["query", name], "msg": "not an integer"}],
-        ) from None
+        return adapter.validate_python(raw)
+    except ValidationError as exc:
+        raise _invalid_request(_errors(exc, "query", name)) from exc
+
+
+def _same_site(request: web.Request) -> None:
+    """Refuse a cookie-authenticated (browser) write that another site's page sent."""
+    if "Authorization" in request.headers:
+        return
+    if not same_origin(request.headers, f"{request.scheme}://{request.host}"):
+        raise ApiError(403, "cross_site", "cross-site requests are refused; call the API directly")
 
 
 class _Routes:
@@ -213,93 +285,69 @@ class _Routes:
         self._open_streams: set[anyio.CancelScope] = set()
 
     async def start_run(self, request: web.Request) -> web.Response:
-        try:
-            body = await _body(request, StartRunRequest, optional=False)
-            return _json(await self.api.start_run(request.headers, body), status=201)
-        except ApiError as exc:
-            return _error(exc)
+        body = await _body(request, StartRunRequest, optional=False)
+        _same_site(request)
+        return _json(await self.api.start_run(request.headers, body), status=201)
 
     async def list_runs(self, request: web.Request) -> web.Response:
-        try:
-            limit = _query_int(request, "limit", 100)
-            assert limit is not None
-            runs = await self.api.list_runs(
-                request.headers,
-                status=request.query.get("status"),
-                workflow=request.query.get("workflow"),
-                limit=limit,
-            )
-            return _json(runs)
-        except ApiError as exc:
-            return _error(exc)
+        limit = _query(request, "limit", _LIMIT)
+        runs = await self.api.list_runs(
+            request.headers,
+            status=request.query.get("status"),
+            workflow=request.query.get("workflow"),
+            limit=100 if limit is None else limit,
+        )
+        return _json(runs)
 
     async def get_run(self, request: web.Request) -> web.Response:
-        try:
-            return _json(await self.api.get_run(request.headers, request.match_info["run_id"]))
-        except ApiError as exc:
-            return _error(exc)
+        return _json(await self.api.get_run(request.headers, request.match_info["run_id"]))
 
     async def cancel_run(self, request: web.Request) -> web.Response:
-        try:
-            body = await _body(request, CancelRequest, optional=True)
-            run_id = request.match_info["run_id"]
-            return _json(await self.api.cancel_run(request.headers, run_id, body))
-        except ApiError as exc:
-            return _error(exc)
+        body = await _body(request, CancelRequest, optional=True)
+        _same_site(request)
+        run_id = request.match_info["run_id"]
+        return _json(await self.api.cancel_run(request.headers, run_id, body))
 
     async def waiting_gates(self, request: web.Request) -> web.Response:
-        try:
-            limit = _query_int(request, "limit", 100)
-            assert limit is not None
-            gates = await self.api.waiting_gates(
-                request.headers,
-                run_id=request.query.get("run_id"),
-                workflow=request.query.get("workflow"),
-                gate_type=request.query.get("gate_type"),
-                limit=limit,
-            )
-            return _json(gates)
-        except ApiError as exc:
-            return _error(exc)
+        limit = _query(request, "limit", _LIMIT)
+        gates = await self.api.waiting_gates(
+            request.headers,
+            run_id=request.query.get("run_id"),
+            workflow=request.query.get("workflow"),
+            gate_type=request.query.get("gate_type"),
+            limit=100 if limit is None else limit,
+        )
+        return _json(gates)
 
     async def approve(self, request: web.Request) -> web.Response:
-        try:
-            body = await _body(request, DecisionRequest, optional=True)
-            run_id, gate = request.match_info["run_id"], request.match_info["gate"]
-            return _json(await self.api.approve(request.headers, run_id, gate, body))
-        except ApiError as exc:
-            return _error(exc)
+        body = await _body(request, DecisionRequest, optional=True)
+        _same_site(request)
+        run_id, gate = request.match_info["run_id"], request.match_info["gate"]
+        return _json(await self.api.approve(request.headers, run_id, gate, body))
 
     async def reject(self, request: web.Request) -> web.Response:
-        try:
-            body = await _body(request, DecisionRequest, optional=True)
-            run_id, gate = request.match_info["run_id"], request.match_info["gate"]
-            return _json(await self.api.reject(request.headers, run_id, gate, body))
-        except ApiError as exc:
-            return _error(exc)
+        body = await _body(request, DecisionRequest, optional=True)
+        _same_site(request)
+        run_id, gate = request.match_info["run_id"], request.match_info["gate"]
+        return _json(await self.api.reject(request.headers, run_id, gate, body))
 
     async def feedback(self, request: web.Request) -> web.Response:
-        try:
-            body = await _body(request, FeedbackRequest, optional=False)
-            run_id, gate = request.match_info["run_id"], request.match_info["gate"]
-            return _json(await self.api.feedback(request.headers, run_id, gate, body))
-        except ApiError as exc:
-            return _error(exc)
+        body = await _body(request, FeedbackRequest, optional=False)
+        _same_site(request)
+        run_id, gate = request.match_info["run_id"], request.match_info["gate"]
+        return _json(await self.api.feedback(request.headers, run_id, gate, body))
 
     # ----------------------------------------------------------------- events
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """The run's events as SSE, after ``Last-Event-ID`` (or ``?after=``), until the
         run finishes (``event: end``), the client goes away or the app shuts down."""
-        try:
-            after = _query_int(request, "after", None)
-            last_event_id = request.headers.get("Last-Event-ID")
-            if last_event_id is None and after is not None:
-                last_event_id = str(after)
-            run_id = request.match_info["run_id"]
-            events = await self.api.open_events(request.headers, run_id, last_event_id)
-        except ApiError as exc:
-            return _error(exc)
+        after = _query(request, "after", _AFTER)
+        last_event_id = request.headers.get("Last-Event-ID") or (
+            str(after) if after is not None else None
+        )
+        run_id = request.match_info["run_id"]
+        events = await self.api.open_events(request.headers, run_id, last_event_id)
         response = web.StreamResponse(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )

@@ -87,6 +87,9 @@ AUTH = TokenAuthorizer(
 )
 
 
+EVIL = "https://evil.example"
+
+
 def auth(token: str = "t-alice") -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -187,9 +190,16 @@ async def snapshot(store: Store, run_id: str) -> tuple[Any, ...]:
 
 
 async def post(
-    client: Client, path: str, *, token: str | None = "t-alice", body: Any = None, raw: str = ""
+    client: Client,
+    path: str,
+    *,
+    token: str | None = "t-alice",
+    body: Any = None,
+    raw: str = "",
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    headers = auth(token) if token else {}
+    headers = {**(auth(token) if token else {}), "Content-Type": content_type, **(headers or {})}
     data = json.dumps(body) if body is not None else raw
     resp = await client.post(path, data=data, headers=headers)
     return resp.status, await resp.json()
@@ -407,6 +417,13 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
         ("/api/runs/no-such-run/gates/approval/approve", {}, 404, "unknown_run"),
         ("/api/runs/no-such-run/cancel", {}, 404, "unknown_run"),
         (approve, {"raw": "{not json"}, 422, "invalid_request"),
+        (approve, {"body": {}, "content_type": "text/plain"}, 422, "invalid_request"),
+        (
+            approve,
+            {"token": None, "headers": {"Cookie": "runkon_token=t-alice", "Origin": EVIL}},
+            403,
+            "cross_site",
+        ),
         (approve, {"raw": "[1, 2]"}, 422, "invalid_request"),
         (approve, {"body": {"selections": "ship"}}, 422, "invalid_request"),
         # the approver comes from the token: a name in the body is refused, not used
@@ -432,9 +449,19 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
     _, malformed = await post(client, approve, raw="{not json")
     assert malformed["detail"]["errors"][0]["type"] == "json_invalid"
 
-    # the gate is still waiting and can still be decided
-    status, receipt = await post(client, approve, token="t-bob", body={"selections": ["hold"]})
-    assert (status, receipt["outcome"]) == (200, "accepted")
+    resp = await client.post(approve)
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+    # the gate is still waiting and can still be decided, by a browser of this site too
+    own = str(client.make_url("/")).rstrip("/")
+    status, receipt = await post(
+        client,
+        approve,
+        token=None,
+        headers={"Cookie": "runkon_token=t-bob", "Origin": own},
+        body={"selections": ["hold"]},
+    )
+    assert (status, receipt["outcome"], receipt["decided_by"]) == (200, "accepted", "bob")
 
 
 async def test_deciding_an_already_decided_gate_is_a_conflict(client: Client, store: Store) -> None:
@@ -476,10 +503,10 @@ async def test_refused_starts_and_reads(client: Client, store: Store) -> None:
         ("/api/gates", {}, {}, 401, "unauthenticated"),
         ("/api/runs/no-such-run", auth(), {}, 404, "unknown_run"),
         ("/api/runs", auth(), {"limit": "ten"}, 422, "invalid_request"),
-        ("/api/runs", auth(), {"limit": "0"}, 422, "invalid_limit"),
+        ("/api/runs", auth(), {"limit": "0"}, 422, "invalid_request"),
         ("/api/runs", auth(), {"status": "sleepy"}, 422, "invalid_status"),
         ("/api/gates", auth(), {"limit": "1.5"}, 422, "invalid_request"),
-        ("/api/gates", auth(), {"limit": "100000"}, 422, "invalid_limit"),
+        ("/api/gates", auth(), {"limit": "100000"}, 422, "invalid_request"),
     ]
     for path, headers, params, expected_status, expected_error in reads:
         resp = await client.get(path, headers=headers, params=params)
