@@ -141,13 +141,15 @@ class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` answer whose frames generator is always closed in the task
     that iterated it (also when the client disconnects), unbuffered by proxies."""
 
-    media_type = "text/event-stream"
+    # None at class level: FastAPI then documents the route's error answers as JSON (the
+    # 200 answer's text/event-stream is documented on the route itself).
+    media_type = None
 
     def __init__(self, frames: AsyncIterator[str]) -> None:
         super().__init__(
             frames,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            media_type=self.media_type,
+            media_type="text/event-stream",
         )
         self._frames = frames
 
@@ -313,6 +315,7 @@ def create_router(
 
     @router.get(
         "/runs/{run_id}/events",
+        status_code=200,
         response_class=EventStreamResponse,
         responses={
             200: {

@@ -14,7 +14,7 @@ import hmac
 import html
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -269,7 +269,9 @@ class InboxFeed:
             self._latest = _Snapshot(started, digest)
             return digest
 
-    async def stream(self, since: str | None, *, keepalive: float = 15.0) -> AsyncIterator[str]:
+    async def stream(
+        self, since: str | None, *, keepalive: float = 15.0
+    ) -> AsyncGenerator[str, None]:
         """SSE frames: ``event: changed`` (with the new version as ``id``) whenever the
         inbox differs from version ``since`` (what the page was rendered from); a comment
         line after ``keepalive`` idle seconds. Runs until the client goes away."""
