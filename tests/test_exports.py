@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "runkon.errors",
     "runkon.events",
     "runkon.integrations",
+    "runkon.integrations.aiohttp",
     "runkon.persistence",
     "runkon.testing",
 ]
@@ -97,6 +98,7 @@ EXPECTED: dict[str, list[str]] = {
         "validate_workflow",
     ],
     "runkon.cli": ["main"],
+    "runkon.integrations.aiohttp": ["RUNKON_API", "add_routes", "create_app", "engine_context"],
 }
 
 
