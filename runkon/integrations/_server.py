@@ -4,12 +4,16 @@ served by uvicorn. Public as :func:`runkon.integrations.server.serve`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import secrets
+import signal
 import socket
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from types import FrameType
 from typing import Any, TextIO
 
 import uvicorn
@@ -88,10 +92,30 @@ def serve(
     )
     announce = _Announcement(db, workflows_dir, secret if generated else None)
     server = _Server(config, host, announce)
-    try:
+    with _terminate_returns():
         asyncio.run(server.serve())
-    except KeyboardInterrupt:
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (uvicorn re-raises it once it has shut down gracefully)."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _terminate_returns() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end :func:`serve` by returning, after the graceful shutdown."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        yield
+    except (KeyboardInterrupt, _Terminated):
         pass
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Announcement:

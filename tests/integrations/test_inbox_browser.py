@@ -1,0 +1,192 @@
+"""The inbox in a real headless Chromium against ``serve()`` running in its own process:
+sign in through the printed link, see a waiting gate, see a second one appear live
+(without a reload), approve with a selection, see the run complete.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); the test
+FAILS when they are missing — it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SERVE_MAIN = Path(__file__).with_name("_serve_main.py")
+SHIP = """
+workflow ship {
+  inputs { ticket required }
+  gate human_approval {
+    prompt = "Ship {{ticket}}?"  options = ["ship", "hold"]  timeout = "1h"
+  }
+  if human_approval.ship { call deploy }
+}
+"""
+
+
+class Server:
+    """``serve()`` in a subprocess; its printed sign-in link and token."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        flows = tmp_path / "flows"
+        flows.mkdir()
+        (flows / "ship.wf").write_text(SHIP)
+        env = {k: v for k, v in os.environ.items() if k != "RUNKON_TOKEN"}
+        self.process = subprocess.Popen(
+            [sys.executable, str(SERVE_MAIN), str(tmp_path / "runs.db"), str(flows)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.output: list[str] = []
+        found = threading.Event()
+        assert self.process.stdout is not None
+
+        def read(stream: object = self.process.stdout) -> None:
+            for line in stream:
+                self.output.append(line)
+                if "inbox: " in line:
+                    found.set()
+
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+        if not found.wait(20):
+            self.stop()
+            pytest.fail("serve() printed no inbox link:\n" + "".join(self.output))
+        link = re.search(r"inbox: (http://\S+/inbox/sign-in\?token=(\S+))", "".join(self.output))
+        assert link is not None, self.output
+        self.sign_in_link, self.token = link.group(1), link.group(2)
+        self.base = self.sign_in_link.split("/inbox/")[0]
+        self.api = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+
+    def start_run(self, ticket: str) -> str:
+        answer = self.api.post("/api/runs", json={"workflow": "ship", "inputs": {"ticket": ticket}})
+        assert answer.status_code == 201, answer.text
+        run_id: str = answer.json()["run_id"]
+        deadline = time.monotonic() + 10
+        while not self.api.get("/api/gates", params={"run_id": run_id}).json():
+            assert time.monotonic() < deadline, "the gate never opened"
+            time.sleep(0.05)
+        return run_id
+
+    def stop(self) -> int:
+        if hasattr(self, "api"):
+            self.api.close()
+        self.process.terminate()
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            self.reader.join(5)
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path)
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, "".join(running.output)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    assert CHROMIUM.exists(), "install Debian's chromium (apt-get install chromium)"
+    assert CHROMEDRIVER.exists(), "install Debian's chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def gate_card(driver: WebDriver, run_id: str, *, timeout: float = 10) -> WebElement:
+    found: list[WebElement] = WebDriverWait(driver, timeout).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f'article.gate[data-run="{run_id}"]')
+    )
+    return found[0]
+
+
+def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
+    server: Server, browser: WebDriver
+) -> None:
+    first = server.start_run("T-1")
+
+    browser.get(server.sign_in_link)
+    WebDriverWait(browser, 10).until(lambda d: d.current_url == f"{server.base}/inbox")
+    card = gate_card(browser, first)
+    assert "Ship T-1?" in card.text
+    assert "0/1" in card.text
+    assert "signed in as" in browser.find_element(By.TAG_NAME, "header").text
+
+    # live: a gate opened after the page loaded appears without a reload
+    WebDriverWait(browser, 10).until(
+        lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class")
+    )
+    browser.execute_script("window.loadedOnce = true")
+    second = server.start_run("T-2")
+    assert "Ship T-2?" in gate_card(browser, second).text
+    assert browser.execute_script("return window.loadedOnce") is True
+
+    # approve the first with a selection
+    card = gate_card(browser, first)
+    card.find_element(By.CSS_SELECTOR, 'input[name="selections"][value="ship"]').click()
+    card.find_element(By.CSS_SELECTOR, 'button[value="approve"]').click()
+    notice = WebDriverWait(browser, 10).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".notice.ok")
+    )[0]
+    assert "Approved gate" in notice.text
+    assert "accepted" in notice.text
+
+    # the page shows the run completed (live, if it finished after the page rendered)
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, f'tr[data-run="{first}"][data-status="completed"]'
+        )
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, f'article.gate[data-run="{first}"]')
+    assert browser.find_elements(By.CSS_SELECTOR, f'article.gate[data-run="{second}"]')
+    run = server.api.get(f"/api/runs/{first}").json()
+    assert run["status"] == "completed"
+    assert [(s["name"], s["status"]) for s in run["steps"]] == [
+        ("human_approval", "completed"),
+        ("deploy", "completed"),
+    ]
