@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -92,3 +95,61 @@ async def test_the_pr_resolver_is_cancelled_when_a_person_decides_first() -> Non
         await anyio.sleep(0.1)
     assert result.succeeded
     assert len(github.fetches) == polls  # the resolver stopped polling when people decided
+
+
+def runkon_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runkon.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_release_example_runs_and_its_gate_is_decided_from_the_cli(tmp_path: Path) -> None:
+    """The README's main job (what scripts/demo does): run examples/release.wf in one
+    process, approve its gate from another, and the run completes."""
+    root = EXAMPLES.parent
+    db = str(tmp_path / "release.db")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "runkon.cli", "run", "examples/release.wf",
+         "--actions", "examples/actions", "--db", db],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        gates: list[dict[str, Any]] = []
+        while not gates and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+            listed = runkon_cli("gates", "--json", "--db", db, cwd=root)
+            gates = [json.loads(line) for line in listed.stdout.splitlines()]
+        [gate] = gates
+        assert (gate["gate"], gate["prompt"]) == ("approve-release", "Ship release 1.2.0?")
+        assert [option["value"] for option in gate["options"]] == ["ship", "hold"]
+        approved = runkon_cli(
+            "approve", gate["run_id"], "approve-release", "--select", "ship", "--by", "demo",
+            "--db", db, cwd=root,
+        )  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, out + err
+    for line in (
+        "step 'build' completed",
+        "step 'unit-tests' completed",
+        "step 'lint' completed",
+        "step 'changelog-check' completed in",  # the FLOW_OUTPUT marker needs_notes...
+        "step 'write-notes' completed",  # ...made this call run
+        "gate 'approve-release' approved by demo (selected: ship)",
+        "step 'publish' completed",
+    ):
+        assert line in out
+    assert f"run {gate['run_id']} completed in" in out.splitlines()[-1]
