@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -30,6 +31,8 @@ from runkon.integrations._service import (
     WorkflowCatalog,
     sse_stream,
 )
+
+_log = structlog.get_logger("runkon.integrations")
 
 RUNKON_API = web.AppKey("runkon_api", RunkonApi)
 """Where :func:`create_app` keeps its :class:`~runkon.integrations.RunkonApi`
@@ -98,7 +101,15 @@ def engine_context(
                 ready.set_result(None)
                 await stop.wait()
 
+        def report(done: asyncio.Task[None]) -> None:
+            if done.cancelled() or stop.is_set() or not ready.done():
+                return
+            if done.exception() is not None:
+                # the app keeps serving, but runs no longer progress: say so at once
+                _log.error("engine stopped while the app serves", exc_info=done.exception())
+
         task = asyncio.create_task(hold(), name="runkon-engine")
+        task.add_done_callback(report)
         await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             await task  # raises why the engine did not start

@@ -385,6 +385,28 @@ async def test_create_app_keeps_its_api_and_runs_the_engine_only_while_up(
         await engine.start(RELEASE)
 
 
+async def test_the_app_may_start_and_stop_in_different_tasks(engine: runkon.FlowEngine) -> None:
+    """As test fixtures and some servers do: the engine is held by a task of its own."""
+    client = TestClient(TestServer(create_app(engine, AUTH, workflows=CATALOG)))
+    async with anyio.create_task_group() as group:
+        group.start_soon(client.start_server)
+    try:
+        run_id, _ = await start_waiting(client, "quorum")
+    finally:
+        await client.close()
+    assert run_id not in engine.active_runs()
+    with pytest.raises(runkon.ExecutionError):
+        await engine.start(QUORUM)
+
+
+async def test_the_app_does_not_start_when_the_engine_cannot(tmp_path: Path) -> None:
+    engine = runkon.FlowEngine(SqliteStore(tmp_path))  # a directory, not a database file
+    server = TestServer(create_app(engine, AUTH))
+    with pytest.raises(runkon.StoreError):
+        await server.start_server()
+    await server.close()
+
+
 # --------------------------------------------------------------------------- refusals
 
 
