@@ -57,10 +57,11 @@ class Server:
         )
         self.output: list[str] = []
         found = threading.Event()
-        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        assert stdout is not None
 
-        def read(stream: object = self.process.stdout) -> None:
-            for line in stream:
+        def read() -> None:
+            for line in stdout:
                 self.output.append(line)
                 if "inbox: " in line:
                     found.set()
@@ -159,7 +160,7 @@ def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
 
     # live: a gate opened after the page loaded appears without a reload
     WebDriverWait(browser, 10).until(
-        lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class")
+        lambda d: "on" in (d.find_element(By.ID, "live").get_attribute("class") or "")
     )
     browser.execute_script("window.loadedOnce = true")
     second = server.start_run("T-2")
