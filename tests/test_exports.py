@@ -16,6 +16,8 @@ PUBLIC_MODULES = [
     "runkon.events",
     "runkon.integrations",
     "runkon.integrations.aiohttp",
+    "runkon.integrations.fastapi",
+    "runkon.integrations.server",
     "runkon.persistence",
     "runkon.testing",
 ]
@@ -99,6 +101,14 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "runkon.cli": ["main"],
     "runkon.integrations.aiohttp": ["RUNKON_API", "add_routes", "create_app", "engine_context"],
+    "runkon.integrations.fastapi": [
+        "EventStreamResponse",
+        "create_app",
+        "create_inbox_router",
+        "create_router",
+        "runkon_lifespan",
+    ],
+    "runkon.integrations.server": ["serve"],
 }
 
 
