@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -29,3 +30,25 @@ def test_quickstart_runs_and_completes(tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1] == "completed"
     assert "human_approval" in result.stdout  # the inbox listed the waiting gate
     assert (tmp_path / "runs.db").exists()
+
+
+def test_the_cli_actions_module_example_runs(tmp_path: Path) -> None:
+    """The `--actions` module shown in the README's CLI section works as written."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    module = next(block for block in blocks if "fallback_action = None" in block)
+    (tmp_path / "acts.py").write_text(textwrap.dedent(module), encoding="utf-8")
+    (tmp_path / "flow.wf").write_text(
+        "workflow w { inputs { ticket required } call plan  if plan.risky { call plan } }"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "runkon.cli", "run", "flow.wf", "-i", "ticket=T-1",
+         "--actions", "acts.py", "--db", "runs.db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("step 'plan' completed") == 2  # the marker made it run again
+    assert "[risky]" in result.stdout
