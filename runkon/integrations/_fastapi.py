@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
+import anyio
 from fastapi import APIRouter, Body, FastAPI, Header, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -138,12 +139,20 @@ _cookie = APIKeyCookie(
 
 
 class EventStreamResponse(StreamingResponse):
-    """A ``text/event-stream`` answer whose frames generator is always closed in the task
-    that iterated it (also when the client disconnects), unbuffered by proxies."""
+    """A ``text/event-stream`` answer, unbuffered by proxies, whose frames generator is
+    always closed in the task that iterated it (also when the client disconnects).
+
+    Event streams never end by themselves while their run (or the inbox) lives, and
+    uvicorn waits for open responses before it shuts down: :meth:`close_all` ends every
+    open stream cleanly. ``runkon serve`` calls it when it begins to shut down; with
+    your own uvicorn, call it from your shutdown path or pass
+    ``--timeout-graceful-shutdown``.
+    """
 
     # None at class level: FastAPI then documents the route's error answers as JSON (the
     # 200 answer's text/event-stream is documented on the route itself).
     media_type = None
+    _open: ClassVar[set[anyio.CancelScope]] = set()
 
     def __init__(self, frames: AsyncIterator[str]) -> None:
         super().__init__(
@@ -153,10 +162,30 @@ class EventStreamResponse(StreamingResponse):
         )
         self._frames = frames
 
+    @classmethod
+    def close_all(cls) -> int:
+        """End every event stream open in this process now (each response completes
+        normally; an ``EventSource`` would reconnect). Returns how many were open."""
+        scopes = list(cls._open)
+        for scope in scopes:
+            scope.cancel()
+        return len(scopes)
+
     async def stream_response(self, send: Send) -> None:
-        frames = self._frames
-        async with aclosing(frames):  # type: ignore[type-var]
-            await super().stream_response(send)
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        scope = anyio.CancelScope()
+        self._open.add(scope)
+        try:
+            async with aclosing(self._frames):  # type: ignore[type-var]
+                with scope:
+                    async for frame in self._frames:
+                        body = frame.encode(self.charset)
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            self._open.discard(scope)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _api(

@@ -20,7 +20,7 @@ import uvicorn
 
 from runkon import FlowEngine, SqliteStore
 from runkon.integrations._auth import TokenAuthorizer
-from runkon.integrations._fastapi import create_app
+from runkon.integrations._fastapi import EventStreamResponse, create_app
 
 TOKEN_ENV = "RUNKON_TOKEN"
 GRACEFUL_SHUTDOWN = 3  # seconds open streams (inbox pages, SSE) get to close on exit
@@ -147,6 +147,10 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._host = host
         self._announce = announce
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        EventStreamResponse.close_all()  # open inbox pages and SSE clients must not hold us
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

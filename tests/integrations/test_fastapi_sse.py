@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 
 from runkon import FlowEngine, Store
-from runkon.integrations.fastapi import create_app
+from runkon.integrations.fastapi import EventStreamResponse, create_app
 
 from ._support import ALICE, AUTH, WORKFLOWS, Recorder, serving, sse_frames, wait_until
 
@@ -112,3 +112,21 @@ async def test_event_stream_of_a_finished_run_and_its_errors(store: Store) -> No
             f"/api/runs/{run_id}/events", headers={**ALICE, "Last-Event-ID": "x"}
         )
         assert (bad_id.status_code, bad_id.json()["error"]) == (400, "invalid_last_event_id")
+
+
+async def test_open_streams_end_cleanly_when_the_server_shuts_them(store: Store) -> None:
+    async with uvicorn_serving(store) as (base, _), httpx.AsyncClient(base_url=base) as client:
+        started = await client.post(
+            "/api/runs", json={"workflow": "ship", "inputs": {"ticket": "T-10"}}, headers=ALICE
+        )
+        url = f"/api/runs/{started.json()['run_id']}/events"
+        with anyio.fail_after(10):
+            async with client.stream("GET", url, headers=ALICE) as answer:
+                text = ""
+                async for chunk in answer.aiter_text():
+                    text += chunk
+                    if "event: gate_waiting" in text:
+                        assert EventStreamResponse.close_all() == 1
+                # the response ended normally: no error, no `end` frame (the run goes on)
+                assert "event: end" not in text
+        assert EventStreamResponse.close_all() == 0

@@ -191,3 +191,8 @@ def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
         ("human_approval", "completed"),
         ("deploy", "completed"),
     ]
+
+    # the server stops promptly although the page's live stream is still open
+    began = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - began < 2.5
