@@ -75,7 +75,10 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
         "--by", metavar="NAME", help="who decides (default: $RUNKON_USER, else your user name)"
     )
     parser.add_argument(
-        "--feedback", metavar="TEXT", help="a comment; later steps read it as {{gate_feedback}}"
+        "--feedback",
+        metavar="TEXT",
+        help="a comment kept with the decision; later steps read it as {{gate_feedback}} "
+        "(the engine passes the selected options there instead when --select is given)",
     )
 
 
