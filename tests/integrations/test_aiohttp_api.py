@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 import anyio
@@ -23,7 +23,7 @@ from runkon.integrations import Identity, Permission, RunkonApi, Target, TokenAu
 from runkon.integrations.aiohttp import RUNKON_API, add_routes, create_app, engine_context
 from runkon.persistence import InMemoryStore, SqliteStore, StepRole, Store
 
-Client = TestClient[web.Request, web.Application]
+Client: TypeAlias = "TestClient[web.Request, web.Application]"
 
 
 def parse(text: str) -> runkon.WorkflowDef:
