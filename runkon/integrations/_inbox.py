@@ -177,6 +177,7 @@ async def decide(
 
     action = field("action")
     run_id, gate = field("run_id"), field("gate")
+    shown = field("gate_name") or gate  # for messages only; the decision names the step
     feedback = field("feedback") or None
     selections = [s for s in form.get("selections", []) if s] or None
     if action not in ACTIONS or not run_id or not gate:
@@ -186,10 +187,8 @@ async def decide(
             receipt = await api.approve(
                 headers, run_id, gate, DecisionRequest(feedback=feedback, selections=selections)
             )
-        elif action == "reject":
-            receipt = await api.reject(
-                headers, run_id, gate, DecisionRequest(feedback=feedback, selections=selections)
-            )
+        elif action == "reject":  # boxes ticked before choosing Reject do not matter
+            receipt = await api.reject(headers, run_id, gate, DecisionRequest(feedback=feedback))
         else:
             if feedback is None:
                 return 422, Notice("error", "Write some feedback before sending it.")
@@ -197,15 +196,15 @@ async def decide(
                 headers, run_id, gate, FeedbackRequest(feedback=feedback, selections=selections)
             )
     except ApiError as exc:
-        return exc.status, Notice("error", _error_text(exc, gate))
-    return 200, Notice("ok", _receipt_text(receipt, action, gate))
+        return exc.status, Notice("error", _error_text(exc, shown))
+    return 200, Notice("ok", _receipt_text(receipt, action, shown))
 
 
 def _receipt_text(receipt: ReceiptOut, action: str, gate: str) -> str:
     if receipt.outcome == "approval_recorded":
         return (
-            f"Approval recorded for gate {gate}: {receipt.approvals}/"
-            f"{receipt.approvals_needed} approvals so far."
+            f"Approval recorded for gate {gate} of run {receipt.run_id}: "
+            f"{receipt.approvals}/{receipt.approvals_needed} approvals so far."
         )
     verb = {"approve": "Approved", "reject": "Rejected", "feedback": "Feedback sent to"}[action]
     return f"{verb} gate {gate} of run {receipt.run_id}: accepted."
@@ -359,6 +358,8 @@ _SCRIPT = """
     if (focused && list.contains(focused)) focused.focus();
     tick();
   };
+  // after a decision the address is .../decide: reloading must not post it again
+  if (location.pathname !== base) history.replaceState(null, "", base);
   tick();
   setInterval(tick, 1000);
   const since = encodeURIComponent(list.dataset.version);
@@ -425,6 +426,7 @@ def render_gate(gate: GateOut, *, base: str, csrf: str, now: datetime) -> str:
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
         f'<input type="hidden" name="run_id" value="{_e(gate.run_id)}">'
         f'<input type="hidden" name="gate" value="{_e(gate.step_id)}">'
+        f'<input type="hidden" name="gate_name" value="{_e(gate.gate_name)}">'
         f"{options}"
         f'<textarea name="feedback" aria-label="feedback" placeholder="Feedback (optional; '
         f'required for Send feedback)"></textarea>'

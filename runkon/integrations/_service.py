@@ -299,11 +299,11 @@ class RunkonApi:
         self, headers: Mapping[str, str], run_id: str, gate: str, request: DecisionRequest
     ) -> ReceiptOut:
         """Reject a gate as the caller (permission ``decide``); errors as :meth:`approve`."""
-        if request.selections:
-            raise ApiError(422, "invalid_selection", "a rejection takes no selections")
         identity = await self.check(
             headers, Permission.DECIDE, await self._run_target(run_id, gate)
         )
+        if request.selections:
+            raise ApiError(422, "invalid_selection", "a rejection takes no selections")
         try:
             receipt = await self.engine.reject_gate(
                 run_id, gate, by=identity.name, feedback=request.feedback

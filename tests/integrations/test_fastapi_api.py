@@ -128,6 +128,8 @@ REFUSALS: list[tuple[str, str, dict[str, str], Any, int, str]] = [
      "unauthenticated"),
     ("unknown token", "/api/runs/{run}/gates/human_approval/approve",
      {"Authorization": "Bearer nope"}, None, 401, "unauthenticated"),
+    ("no credentials, rejection with selections", "/api/runs/{run}/gates/human_approval/reject",
+     {}, {"selections": ["ship"]}, 401, "unauthenticated"),
     ("viewer may not decide", "/api/runs/{run}/gates/human_approval/approve", CAROL, None, 403,
      "forbidden"),
     ("viewer may not reject", "/api/runs/{run}/gates/human_approval/reject", CAROL, None, 403,

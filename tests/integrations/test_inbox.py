@@ -113,12 +113,18 @@ async def test_approving_from_the_inbox_shows_the_receipt(store: Store) -> None:
         answer = await post_form(
             h,
             "/inbox/decide",
-            [*decision, ("action", "approve"), ("selections", "ship"), ("feedback", "")],
+            [
+                *decision,
+                ("gate_name", "human_approval"),
+                ("action", "approve"),
+                ("selections", "ship"),
+                ("feedback", ""),
+            ],
             SAME_SITE,
         )
         assert answer.status_code == 200
         assert 'class="notice ok"' in answer.text
-        assert f"Approved gate {step} of run {run_id}: accepted." in answer.text
+        assert f"Approved gate human_approval of run {run_id}: accepted." in answer.text
         assert await h.finished(run_id) == "completed"
         assert h.rec.names == ["deploy"]
 
@@ -163,6 +169,13 @@ async def test_quorum_feedback_and_reject_from_the_inbox(store: Store) -> None:
         )
         assert refused.status_code == 403
         assert "&#x27;carol&#x27; may not decide here" in refused.text
+
+        # boxes ticked before choosing Reject do not get in the way
+        form = [("csrf", csrf), ("run_id", quorum_id), ("gate", step), ("action", "reject")]
+        rejected = await post_form(h, "/inbox/decide", [*form, ("selections", "x")], SAME_SITE)
+        assert rejected.status_code == 200
+        assert f"Rejected gate {step} of run {quorum_id}: accepted." in rejected.text
+        assert await h.finished(quorum_id) == "failed"
 
 
 async def test_forms_without_a_valid_csrf_token_or_from_another_site_change_nothing(
