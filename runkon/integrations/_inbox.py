@@ -406,6 +406,11 @@ def render_gate(gate: GateOut, *, base: str, csrf: str, now: datetime) -> str:
         )
     else:
         deadline = "none"
+    kind = (
+        f' <span class="type">{_e(gate.gate_type)}</span>'
+        if gate.gate_type != gate.gate_name
+        else ""
+    )
     options = ""
     if gate.options:
         boxes = "".join(
@@ -416,7 +421,7 @@ def render_gate(gate: GateOut, *, base: str, csrf: str, now: datetime) -> str:
         options = f"<fieldset><legend>Options</legend>{boxes}</fieldset>"
     return (
         f'<article class="gate" data-step="{_e(gate.step_id)}" data-run="{_e(gate.run_id)}">'
-        f'<h2>{_e(gate.gate_name)} <span class="type">{_e(gate.gate_type)}</span></h2>'
+        f"<h2>{_e(gate.gate_name)}{kind}</h2>"
         f"{prompt}<dl>"
         f"<dt>Workflow</dt><dd>{_e(gate.workflow_name)}</dd>"
         f"<dt>Run</dt><dd><code>{_e(gate.run_id)}</code></dd>"
