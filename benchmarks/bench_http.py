@@ -185,9 +185,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument(
+        "--url", help="measure a server already running `make_app` (e.g. under a profiler)"
+    )
     args = parser.parse_args()
     if not 1 <= args.runs <= 1000:
         parser.error("--runs must be between 1 and 1000 (the inbox lists at most 1000)")
+    if args.url:
+        figures = asyncio.run(measure(args.url, args.runs, args.clients))
+        report(figures)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         db = ":memory:" if args.store == "memory" else str(Path(tmp) / "bench.db")
         port = free_port()
@@ -201,6 +208,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+    report(figures)
+
+
+def report(figures: dict[str, float]) -> None:
     print(f"  approvals/s                      {figures['approvals_per_s']:8.0f}")
     print(f"  approvals refused                {figures['refused']:8.0f}")
     print(
