@@ -15,6 +15,7 @@ cancellation continues.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -120,6 +121,7 @@ async def run_attempts(
                 )
             ],
         )
+        began = time.monotonic()
         try:
             outcome = await attempt_fn(step, attempt, retry_error)
         except anyio.get_cancelled_exc_class():
@@ -144,6 +146,7 @@ async def run_attempts(
                         step_name=name,
                         step_id=step.id,
                         markers=list(outcome.markers),
+                        duration_ms=int((time.monotonic() - began) * 1000),
                     )
                 ],
             )

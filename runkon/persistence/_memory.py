@@ -360,7 +360,11 @@ class InMemoryStore:
         run = self._runs.get(step.run_id)
         if run is None or run.generation != generation:  # the fence, inlined: hot path
             self._fenced_run(step.run_id, generation)
-        staged = self._stage_events(step.run_id, events, now) if events else None
+        staged = (
+            self._stage_events(step.run_id, rules.with_step_id(events, step.id), now)
+            if events
+            else None
+        )
         self._steps[step.id] = step
         self._run_steps[step.run_id].append(step.id)
         if step.role is _GATE:

@@ -236,6 +236,9 @@ class Store(Protocol):
     ) -> StepRecord:
         """Record a new step (fenced). ``running``/``waiting`` steps get ``started_at``.
 
+        ``events`` are appended in the same transaction; those whose data has no
+        ``step_id`` get the new step's id (so a ``step_started`` event names its step).
+
         Raises:
             UnknownRunError: the step's run does not exist.
             LeaseLostError: stale ``generation``.

@@ -128,6 +128,14 @@ def step_status(status: StepStatus | str) -> StepStatus:
     return status if status.__class__ is StepStatus else StepStatus(status)
 
 
+def with_step_id(events: Sequence[NewEvent], step_id: str) -> list[NewEvent]:
+    """``events`` with ``step_id`` added to the data of those that lack one."""
+    return [
+        e if e.data.get("step_id") is not None else NewEvent(e.type, {**e.data, "step_id": step_id})
+        for e in events
+    ]
+
+
 def new_step_record(new_step: NewStep, step_id: str, now: datetime) -> StepRecord:
     """The record a new step is stored as.
 

@@ -382,7 +382,7 @@ def insert_step(
                 step.kind,
             ),
         )
-        stored = insert_events(conn, step.run_id, events, now)
+        stored = insert_events(conn, step.run_id, rules.with_step_id(events, step.id), now)
     return Committed(step, stored)
 
 

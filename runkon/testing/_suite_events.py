@@ -34,7 +34,7 @@ CROSS_PROCESS_LATENCY = 0.2
 
 
 async def events_have_gap_free_seq(h: StoreHarness) -> None:
-    """Events get per-run seq 1, 2, 3, ... across writes; read_events pages by seq."""
+    """Events get gap-free per-run seq; read_events pages; insert_step's name the step."""
     store = h.store
     run = await store.create_run(NewRun("wf"), events=[NewEvent("run_created", {"by": "cli"})])
     other = await store.create_run(NewRun("wf"))
@@ -64,6 +64,7 @@ async def events_have_gap_free_seq(h: StoreHarness) -> None:
         "metrics",
         "note",
     ]
+    assert events[1].data == {"step": "plan", "attempt": 0, "step_id": step.id}  # filled in
     assert events[2].data == {"markers": ["a", "b"]}  # stored as JSON: a tuple reads as a list
     assert events[4].data == {"nested": {"n": [1, 2.5, None, True]}}
     assert events[4] == appended[0]

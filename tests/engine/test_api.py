@@ -262,6 +262,20 @@ async def test_events_of_a_trivial_run_are_stored_in_order_with_gap_free_seq(
         assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
         assert stored[0].data["workflow_name"] == "w"
         assert stored[1].data["step_name"] == "only"
+        step_id = (await store.get_steps(result.run_id))[0].id
+        assert stored[1].data["step_id"] == stored[2].data["step_id"] == step_id
+
+
+async def test_step_completed_carries_the_attempt_duration(
+    make_engine: MakeEngine, rec: Recorder
+) -> None:
+    rec.on("slow", Reply(delay=0.05))
+    async with make_engine() as engine:
+        async with engine.events.subscribe(types={"step_completed"}) as completed:
+            await engine.run(parse("workflow w { call slow }"))
+            event = await completed.receive(timeout=5)
+    assert isinstance(event, StepCompleted)
+    assert 40 <= event.duration_ms < 5_000
 
 
 async def test_a_failed_run_stores_step_failed_and_run_failed(
