@@ -3,13 +3,18 @@ every refusal leaving the store exactly as it was."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
-from runkon import Store
+from runkon import FlowEngine, Store
+from runkon.integrations.fastapi import create_router, runkon_lifespan
 
-from ._support import ALICE, BOB, CAROL, serving, store_state
+from ._support import ALICE, AUTH, BOB, CAROL, WORKFLOWS, Recorder, serving, store_state
 
 
 async def test_start_list_and_get_a_run_with_its_steps(store: Store) -> None:
@@ -224,3 +229,31 @@ async def test_cookie_authenticated_writes_from_another_site_are_refused(store: 
             headers={"Cookie": "runkon_token=t-alice", "Origin": "http://testserver"},
         )
         assert same_site.json()["outcome"] == "accepted"
+
+
+async def test_the_router_in_an_app_of_your_own(store: Store) -> None:
+    """Included anywhere, the router answers its own errors as ErrorOut JSON; the engine
+    runs in the app's lifespan around the app's own."""
+    entered: list[str] = []
+
+    @asynccontextmanager
+    async def own_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        entered.append("own")
+        yield
+
+    engine = FlowEngine(store, fallback_action=Recorder(), manage_store=False)
+    app = FastAPI(lifespan=runkon_lifespan(engine, own_lifespan))
+    app.include_router(create_router(engine, AUTH, workflows=WORKFLOWS, prefix="/runkon"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            started = await client.post("/runkon/runs", json={"workflow": "quorum"}, headers=ALICE)
+            assert started.status_code == 201
+            assert started.json()["run_id"] in engine.active_runs()
+            invalid = await client.post("/runkon/runs", json={"inputs": {}}, headers=ALICE)
+            assert (invalid.status_code, invalid.json()["error"]) == (422, "invalid_request")
+            anonymous = await client.get("/runkon/gates")
+            assert (anonymous.status_code, anonymous.json()["error"]) == (401, "unauthenticated")
+    assert entered == ["own"]
+    with pytest.raises(TypeError, match="Authorizer is required"):
+        create_router(engine)
