@@ -699,6 +699,8 @@ class FlowEngine:
         duration_ms = state.elapsed_ms()
         metrics = state.metrics or Metrics()
         if cancelled:
+            if state.cancel_reason is None:  # requested by another process: the store has it
+                state.cancel_reason = (await self.store.get_run(state.run_id)).cancel_reason
             status = RunStatus.CANCELLED
             error = state.cancel_reason or "cancelled"
             final = event("run_cancelled", reason=state.cancel_reason)

@@ -223,6 +223,10 @@ async def test_a_cancel_from_another_process_reaches_the_run(rec: Recorder, tmp_
             result = await handle.result(timeout=10)
             assert time.monotonic() - began < 3
         assert result.status == RunStatus.CANCELLED
+        assert result.error == "cli"  # the reason given elsewhere
+        final = (await engine.read_events(handle.run_id))[-1]
+        assert final.type == "run_cancelled"
+        assert final.reason == "cli"  # type: ignore[union-attr]
     assert rec.interrupted == rec.of("work")
 
 
