@@ -26,6 +26,7 @@ from runkon.integrations._inbox import (
     InboxFeed,
     Notice,
     clear_session_cookie,
+    cookie_safe,
     decide,
     new_nonce,
     parse_form,
@@ -511,6 +512,9 @@ def create_inbox_router(
             identity = await api.authorizer.authenticate({"authorization": f"Bearer {token}"})
         if identity is None:
             return html(render_sign_in(base=base, error="Unknown token; check it and retry."), 401)
+        if not cookie_safe(token):
+            error = "This token cannot be kept in a browser cookie; sign in with another one."
+            return html(render_sign_in(base=base, error=error), 400)
         cookie = session_cookie(token, secure=request.url.scheme == "https")
         if link:
             return html(render_signed_in(base=base), cookie=cookie)

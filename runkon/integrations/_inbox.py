@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import re
 import secrets
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -135,8 +136,23 @@ def security_headers(nonce: str | None = None) -> dict[str, str]:
     }
 
 
+_COOKIE_SAFE = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
+def cookie_safe(token: str) -> bool:
+    """Whether ``token`` can be stored in a cookie as it is."""
+    return _COOKIE_SAFE.fullmatch(token) is not None
+
+
 def session_cookie(token: str, *, secure: bool, max_age: int = 7 * 24 * 3600) -> str:
-    """The ``Set-Cookie`` value that signs a browser in (HttpOnly, SameSite=Strict)."""
+    """The ``Set-Cookie`` value that signs a browser in (HttpOnly, SameSite=Strict).
+
+    Raises:
+        ValueError: the token has characters a cookie cannot carry (see
+            :func:`cookie_safe`).
+    """
+    if not cookie_safe(token):
+        raise ValueError("this token cannot be kept in a cookie; use letters, digits, ._~+/=-")
     flags = f"; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict"
     return f"{COOKIE_NAME}={token}{flags}{'; Secure' if secure else ''}"
 

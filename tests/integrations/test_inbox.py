@@ -9,10 +9,11 @@ from pathlib import Path
 
 import anyio
 import httpx
+import pytest
 
 from runkon import FlowEngine, SqliteStore, Store
 from runkon.integrations import RunkonApi
-from runkon.integrations._inbox import InboxFeed
+from runkon.integrations._inbox import InboxFeed, cookie_safe, session_cookie
 
 from ._support import AUTH, WORKFLOWS, Harness, Recorder, csrf_of, serving, store_state
 
@@ -55,6 +56,10 @@ async def test_sign_in_sets_a_strict_http_only_cookie(store: Store) -> None:
         assert page.status_code == 200
         assert "signed in as <strong>alice</strong>" in page.text
         assert "No gate is waiting." in page.text
+
+        odd = await post_form(h, "/inbox/sign-in", [("token", "t odd;")], {})
+        assert odd.status_code == 401  # unknown, and never put into a cookie
+        assert "set-cookie" not in odd.headers
 
         cross = await post_form(
             h, "/inbox/sign-in", [("token", "t-alice")], {"Origin": "https://evil.example"}
@@ -280,3 +285,11 @@ async def test_the_live_feed_announces_changes_of_this_and_other_processes(
             assert "event: changed" in await next_frame(frames)
         finally:
             await frames.aclose()
+
+
+def test_only_cookie_safe_tokens_become_cookies() -> None:
+    assert cookie_safe("AFAEBrv7-dtke_oMkuG~jd+TfB/Z1q=")
+    for odd in ("t odd", "a;b", "a\r\nSet-Cookie: x=y", 'a"b', ""):
+        assert not cookie_safe(odd)
+        with pytest.raises(ValueError, match="cannot be kept in a cookie"):
+            session_cookie(odd, secure=False)
