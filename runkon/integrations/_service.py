@@ -126,13 +126,29 @@ class RunkonApi:
     ) -> Identity:
         """Authenticate and authorize; :class:`ApiError` 401 or 403 otherwise."""
         identity = await self.identify(headers)
+        await self._authorize(identity, permission, target)
+        return identity
+
+    async def check_run(
+        self,
+        headers: Mapping[str, str],
+        permission: Permission,
+        run_id: str,
+        gate: str | None = None,
+    ) -> Identity:
+        """Authenticate (401 first: an anonymous caller learns nothing, not even whether
+        the run exists), then look the run up (404) and authorize on it (403)."""
+        identity = await self.identify(headers)
+        await self._authorize(identity, permission, await self._run_target(run_id, gate))
+        return identity
+
+    async def _authorize(self, identity: Identity, permission: Permission, target: Target) -> None:
         if not await self.authorizer.authorize(identity, permission, target):
             raise ApiError(
                 403,
                 "forbidden",
                 f"{identity.name!r} may not {permission.value} here; ask an administrator",
             )
-        return identity
 
     async def _run_target(self, run_id: str, gate: str | None = None) -> Target:
         try:
@@ -184,7 +200,7 @@ class RunkonApi:
 
     async def get_run(self, headers: Mapping[str, str], run_id: str) -> RunDetailOut:
         """A run with its steps (permission ``read``)."""
-        await self.check(headers, Permission.READ, await self._run_target(run_id))
+        await self.check_run(headers, Permission.READ, run_id)
         run = await self.engine.store.get_run(run_id)
         steps = await self.engine.store.get_steps(run_id)
         return RunDetailOut(
@@ -224,7 +240,7 @@ class RunkonApi:
         self, headers: Mapping[str, str], run_id: str, request: CancelRequest
     ) -> CancelOut:
         """Cancel a run (permission ``cancel``)."""
-        identity = await self.check(headers, Permission.CANCEL, await self._run_target(run_id))
+        identity = await self.check_run(headers, Permission.CANCEL, run_id)
         accepted = await self.engine.cancel_run(run_id, reason=request.reason, by=identity.name)
         return CancelOut(run_id=run_id, cancelling=accepted)
 
@@ -266,9 +282,7 @@ class RunkonApi:
                 409 the gate is already decided or not waiting (the receipt in
                 ``detail``).
         """
-        identity = await self.check(
-            headers, Permission.DECIDE, await self._run_target(run_id, gate)
-        )
+        identity = await self.check_run(headers, Permission.DECIDE, run_id, gate)
         try:
             receipt = await self.engine.approve_gate(
                 run_id,
@@ -299,9 +313,7 @@ class RunkonApi:
         self, headers: Mapping[str, str], run_id: str, gate: str, request: DecisionRequest
     ) -> ReceiptOut:
         """Reject a gate as the caller (permission ``decide``); errors as :meth:`approve`."""
-        identity = await self.check(
-            headers, Permission.DECIDE, await self._run_target(run_id, gate)
-        )
+        identity = await self.check_run(headers, Permission.DECIDE, run_id, gate)
         if request.selections:
             raise ApiError(422, "invalid_selection", "a rejection takes no selections")
         try:
@@ -319,7 +331,7 @@ class RunkonApi:
     ) -> AsyncIterator[EngineEvent]:
         """Check access, then return the run's events after ``last_event_id`` (the SSE
         ``Last-Event-ID``): stored ones first, then live ones, until the run finishes."""
-        await self.check(headers, Permission.READ, await self._run_target(run_id))
+        await self.check_run(headers, Permission.READ, run_id)
         after = 0
         if last_event_id:
             try:

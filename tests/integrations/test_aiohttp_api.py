@@ -438,6 +438,9 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
         (f"/api/runs/{run_id}/gates/nope/approve", {}, 404, "unknown_gate"),
         ("/api/runs/no-such-run/gates/approval/approve", {}, 404, "unknown_run"),
         ("/api/runs/no-such-run/cancel", {}, 404, "unknown_run"),
+        # an anonymous caller learns nothing, not even whether a run exists
+        ("/api/runs/no-such-run/gates/approval/approve", {"token": None}, 401, "unauthenticated"),
+        ("/api/runs/no-such-run/cancel", {"token": None}, 401, "unauthenticated"),
         (approve, {"raw": "{not json"}, 422, "invalid_request"),
         (approve, {"body": {}, "content_type": "text/plain"}, 422, "invalid_request"),
         (
