@@ -405,10 +405,18 @@ async def sse_stream(
     send, receive = anyio.create_memory_object_stream[EngineEvent | None](16)
 
     async def pump() -> None:
-        async with send:
-            async for event in events:
-                await send.send(event)
-            await send.send(None)
+        try:
+            async with send:
+                async for event in events:
+                    await send.send(event)
+                await send.send(None)
+        finally:
+            # cut off (client gone, server stopping): close the event iterator now, so its
+            # bus subscription ends here rather than whenever the collector finds it
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
 
     async with anyio.create_task_group() as group:
         group.start_soon(pump)

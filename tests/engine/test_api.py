@@ -270,10 +270,12 @@ async def test_step_completed_carries_the_attempt_duration(
     make_engine: MakeEngine, rec: Recorder
 ) -> None:
     rec.on("slow", Reply(delay=0.05))
-    async with make_engine() as engine:
-        async with engine.events.subscribe(types={"step_completed"}) as completed:
-            await engine.run(parse("workflow w { call slow }"))
-            event = await completed.receive(timeout=5)
+    async with (
+        make_engine() as engine,
+        engine.events.subscribe(types={"step_completed"}) as completed,
+    ):
+        await engine.run(parse("workflow w { call slow }"))
+        event = await completed.receive(timeout=5)
     assert isinstance(event, StepCompleted)
     assert 40 <= event.duration_ms < 5_000
 
