@@ -46,8 +46,6 @@ import importlib
 import importlib.util
 import os
 import re
-import signal
-import subprocess
 import sys
 import traceback
 from collections.abc import Mapping
@@ -56,13 +54,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import anyio
-from anyio.abc import ByteReceiveStream, Process
+from anyio.abc import Process
 
 import runkon
 from runkon.cli._common import CliError
 from runkon.dsl import CallNode, CallWorkflowNode, ParallelNode, ScriptNode, iter_nodes
-from runkon.engine import parse_flow_output
+from runkon.engine import ProgramResult, kill_process_group, parse_flow_output, run_program
 
 __all__ = [
     "ActionFailedError",
@@ -74,11 +71,7 @@ __all__ = [
 ]
 
 DEFAULT_ACTIONS_DIR = "actions"
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
-DRAIN_GRACE = 1.0  # seconds to finish reading after the program exited
-STDOUT_LIMIT = 4 * 1024 * 1024  # keep the last 4 MiB (the FLOW_OUTPUT block is at the end)
-STDERR_LIMIT = 64 * 1024
-TAIL = 2000
+ERROR_TAIL = 2000
 _MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _ENV_NAME_RE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -156,32 +149,23 @@ class ActionsDirectory:
         shown = f"{self.root.name}/{program.name}"
         if ctx.dry_run or params.dry_run:
             return runkon.ActionOutput(result_text=f"dry-run: {shown} not executed")
-        process = await self._start(program, ctx, _environment(ctx, params))
-        self._running[ctx.step_id] = process
-        stdout, stderr = bytearray(), bytearray()
+        env = _environment(ctx, params)
         try:
-            await _communicate(process, stdout, stderr)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await _kill_group(process)
-            raise
-        finally:
-            self._running.pop(ctx.step_id, None)
-            with anyio.CancelScope(shield=True):
-                await process.aclose()
-        code = process.returncode
-        if code != 0:
-            assert code is not None
-            if code < 0:
-                how = f"was killed by {signal.Signals(-code).name}"
-            else:
-                how = f"exited with code {code}"
-            raise ActionFailedError(f"{shown} {how}" + _tail(stderr))
-        text = stdout.decode("utf-8", errors="replace")
-        flow = parse_flow_output(text)
+            result = await self._run([str(program)], ctx, env)
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
+            # A script without a #! line: run it with the shell, as a shell would.
+            try:
+                result = await self._run(["sh", str(program)], ctx, env)
+            except OSError as exc:
+                raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
+        if result.returncode != 0:
+            raise ActionFailedError(f"{shown} {result.describe_exit()}" + result.stderr_tail())
+        flow = parse_flow_output(result.stdout)
         if flow is None:
             return runkon.ActionOutput(
-                context=text.strip()[:TAIL], result_text=f"{shown} completed"
+                context=result.stdout.strip()[:ERROR_TAIL], result_text=f"{shown} completed"
             )
         return runkon.ActionOutput(
             markers=flow.markers,
@@ -190,35 +174,22 @@ class ActionsDirectory:
             result_text=f"{shown} completed",
         )
 
+    async def _run(
+        self, argv: list[str], ctx: runkon.StepContext, env: dict[str, str]
+    ) -> ProgramResult:
+        def started(process: Process) -> None:
+            self._running[ctx.step_id] = process
+
+        try:
+            return await run_program(argv, cwd=ctx.working_dir, env=env, on_start=started)
+        finally:
+            self._running.pop(ctx.step_id, None)
+
     async def cancel(self, execution_id: str) -> None:
         """Kill the program of step ``execution_id`` and everything it started."""
         process = self._running.get(execution_id)
         if process is not None:
-            await _kill_group(process)
-
-    async def _start(self, program: Path, ctx: runkon.StepContext, env: dict[str, str]) -> Process:
-        async def spawn(command: list[str]) -> Process:
-            # Shielded: a cancellation landing mid-spawn must not lose the process handle.
-            with anyio.CancelScope(shield=True):
-                process = await anyio.open_process(
-                    command,
-                    cwd=ctx.working_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            return process
-
-        try:
-            return await spawn([str(program)])
-        except OSError as exc:
-            if exc.errno != errno.ENOEXEC:
-                raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
-        # A script without a #! line: run it with the shell, as a shell would.
-        try:
-            return await spawn(["sh", str(program)])
-        except OSError as exc:
-            raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
+            await kill_process_group(process)
 
 
 def _environment(ctx: runkon.StepContext, params: runkon.ActionParams) -> dict[str, str]:
@@ -237,68 +208,6 @@ def _environment(ctx: runkon.StepContext, params: runkon.ActionParams) -> dict[s
         RUNKON_GATE_SELECTIONS=",".join(params.gate_selections),
     )
     return env
-
-
-def _tail(data: bytearray) -> str:
-    text = data.decode("utf-8", errors="replace").strip()
-    if not text:
-        return ""
-    if len(text) > TAIL:
-        text = "..." + text[-TAIL:]
-    return f"\n{text}"
-
-
-async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -> None:
-    """Collect output until the program exits and its pipes close (a background
-    grandchild keeping them open is killed after ``DRAIN_GRACE``)."""
-    assert process.stdout is not None
-    assert process.stderr is not None
-    done = [anyio.Event(), anyio.Event()]
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_drain, process.stdout, stdout, STDOUT_LIMIT, done[0])
-        tg.start_soon(_drain, process.stderr, stderr, STDERR_LIMIT, done[1])
-        await process.wait()
-        with anyio.move_on_after(DRAIN_GRACE):
-            for event in done:
-                await event.wait()
-        if not all(event.is_set() for event in done):
-            _signal_group(process.pid, signal.SIGKILL)
-        tg.cancel_scope.cancel()
-
-
-async def _drain(
-    stream: ByteReceiveStream, buffer: bytearray, limit: int, done: anyio.Event
-) -> None:
-    try:
-        async for chunk in stream:
-            buffer.extend(chunk)
-            if len(buffer) > limit:
-                del buffer[: len(buffer) - limit]
-    finally:
-        done.set()
-
-
-async def _kill_group(process: Process) -> None:
-    if process.returncode is not None:
-        return
-    _signal_group(process.pid, signal.SIGTERM)
-    with anyio.move_on_after(KILL_GRACE):
-        await process.wait()
-        return
-    _signal_group(process.pid, signal.SIGKILL)
-    await process.wait()
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        os.kill(pid, sig)
-
-
-# --------------------------------------------------------------------------- loading
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from runkon.engine._flow_output import FLOW_OUTPUT_INSTRUCTION as FLOW_OUTPUT_IN
 from runkon.engine._flow_output import FlowOutput as FlowOutput
 from runkon.engine._flow_output import parse_flow_output as parse_flow_output
 from runkon.engine._inputs import apply_inputs as apply_inputs
+from runkon.engine._process import ProgramResult as ProgramResult
+from runkon.engine._process import kill_process_group as kill_process_group
+from runkon.engine._process import run_program as run_program
 from runkon.engine._protocols import ActionCallable as ActionCallable
 from runkon.engine._protocols import ActionExecutor as ActionExecutor
 from runkon.engine._protocols import ActionOutput as ActionOutput
@@ -47,6 +50,7 @@ __all__ = [
     "GateVerdict",
     "InputError",
     "ItemProvider",
+    "ProgramResult",
     "ProviderContext",
     "RunAlreadyOwnedError",
     "RunHandle",
@@ -55,7 +59,9 @@ __all__ = [
     "VariableMap",
     "WorkflowResult",
     "apply_inputs",
+    "kill_process_group",
     "parse_flow_output",
+    "run_program",
     "shell_quote",
     "substitute",
 ]
