@@ -179,6 +179,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE workflow_runs ADD COLUMN runkon_options TEXT;
         """,
     ),
+    Migration(
+        3,
+        "engine heartbeats: one row per lease owner extends all of its runs' leases",
+        """
+        CREATE TABLE runkon_lease_owners (
+            owner       TEXT PRIMARY KEY,
+            lease_until TEXT NOT NULL
+        );
+        """,
+    ),
 )
 """runkon's schema changes, in order. Append only."""
 

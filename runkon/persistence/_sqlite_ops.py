@@ -282,13 +282,18 @@ def is_cancel_requested(conn: sqlite3.Connection, run_id: str) -> bool:
 
 # --------------------------------------------------------------------------- leases
 
+LEASE_CHECK_CHUNK = 500  # run ids per ownership check (well under SQLite's variable limit)
+HEARTBEAT_RETENTION = timedelta(days=1)
+
 
 def acquire_lease(conn: sqlite3.Connection, run_id: str, owner: str, ttl: float) -> int | None:
     """Claim or renew the lease; the generation moves only when the owner changes."""
     now = utc_now()
     with write_tx(conn):
         row = conn.execute(
-            "SELECT owner_token, lease_until, generation FROM workflow_runs WHERE id = ?", (run_id,)
+            f"SELECT owner_token, {rows.LEASE_UNTIL} AS lease_until, generation "
+            "FROM workflow_runs WHERE id = ?",
+            (run_id,),
         ).fetchone()
         if row is None:
             raise UnknownRunError(run_id)
@@ -307,18 +312,43 @@ def acquire_lease(conn: sqlite3.Connection, run_id: str, owner: str, ttl: float)
 def refresh_leases(
     conn: sqlite3.Connection, leases: Sequence[tuple[str, str, int]], ttl: float
 ) -> set[str]:
-    """Renew every lease still held; return the run ids whose lease is lost."""
-    lease_until = format_ts(seconds_from(utc_now(), ttl))
-    lost = set()
+    """Renew every lease still held; return the run ids whose lease is lost.
+
+    A lease is renewed through its owner's heartbeat row (``runkon_lease_owners``), which
+    extends every run that owner holds: one row written per owner, however many runs it
+    holds, where rewriting 100,000 run rows every interval made gates that time out wait
+    behind the write. Whether each run is still held (same owner, same generation) is
+    checked by reading, in chunks.
+    """
+    now = utc_now()
+    held_by: dict[str, list[tuple[str, int]]] = {}
+    for run_id, owner, generation in leases:
+        held_by.setdefault(owner, []).append((run_id, generation))
+    lost: set[str] = set()
     with write_tx(conn):
-        for run_id, owner, generation in leases:
-            cursor = conn.execute(
-                "UPDATE workflow_runs SET lease_until = ? "
-                "WHERE id = ? AND owner_token = ? AND generation = ?",
-                (lease_until, run_id, owner, generation),
+        for owner, held in held_by.items():
+            for start in range(0, len(held), LEASE_CHECK_CHUNK):
+                chunk = held[start : start + LEASE_CHECK_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                owned = {  # looked up by primary key; the owner is compared here
+                    row[0]: row[1]
+                    for row in conn.execute(
+                        "SELECT id, generation, owner_token FROM workflow_runs "
+                        f"WHERE id IN ({marks})",
+                        [run_id for run_id, _ in chunk],
+                    )
+                    if row[2] == owner
+                }
+                lost.update(run_id for run_id, gen in chunk if owned.get(run_id) != gen)
+            conn.execute(
+                "INSERT INTO runkon_lease_owners (owner, lease_until) VALUES (?, ?) "
+                "ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+                (owner, format_ts(seconds_from(now, ttl))),
             )
-            if cursor.rowcount == 0:
-                lost.add(run_id)
+        conn.execute(  # heartbeats of engines long gone
+            "DELETE FROM runkon_lease_owners WHERE lease_until < ?",
+            (format_ts(now - HEARTBEAT_RETENTION),),
+        )
     return lost
 
 
@@ -341,8 +371,8 @@ def list_recoverable_runs(conn: sqlite3.Connection, now: datetime) -> list[RunRe
     sql = (
         f"SELECT {rows.RUN_COLUMNS} FROM workflow_runs "
         f"WHERE status IN ({', '.join('?' * len(statuses))}) "
-        "AND (owner_token IS NULL OR lease_until IS NULL "
-        "OR julianday(lease_until) < julianday(?)) ORDER BY id"
+        f"AND (owner_token IS NULL OR {rows.LEASE_UNTIL} IS NULL "
+        f"OR julianday({rows.LEASE_UNTIL}) < julianday(?)) ORDER BY id"
     )
     return [rows.row_to_run(row) for row in conn.execute(sql, (*statuses, format_ts(now)))]
 

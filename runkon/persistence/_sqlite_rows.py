@@ -31,6 +31,7 @@ from runkon.persistence._time import parse_ts
 __all__ = [
     "APPROVAL_COLUMNS",
     "ITEM_COLUMNS",
+    "LEASE_UNTIL",
     "RUN_COLUMNS",
     "STEP_COLUMNS",
     "json_object",
@@ -44,12 +45,23 @@ __all__ = [
     "timestamp",
 ]
 
+LEASE_UNTIL = (
+    "COALESCE((SELECT o.lease_until FROM runkon_lease_owners o "
+    "WHERE o.owner = workflow_runs.owner_token AND (workflow_runs.lease_until IS NULL "
+    "OR julianday(o.lease_until) > julianday(workflow_runs.lease_until))), "
+    "workflow_runs.lease_until)"
+)
+"""A run's effective lease expiry: the later of its own ``lease_until`` (set when the lease
+was taken) and its owner's heartbeat (``runkon_lease_owners``, renewed by
+``refresh_leases``). ``julianday`` reads runkon's RFC 3339 and the canonical
+'YYYY-MM-DD HH:MM:SS' alike. Only for queries ``FROM workflow_runs`` without an alias."""
+
 RUN_COLUMNS = (
     "id, workflow_name, COALESCE(parent_workflow_run_id, parent_run_id) AS parent_run_id, "
     'parent_step_id, status, dry_run, "trigger", started_at, ended_at, result_summary, error, '
     "definition_snapshot, inputs, workflow_title, iteration, depth, blocked_on, "
-    "total_duration_ms, owner_token, lease_until, generation, cancel_reason, cancel_requested_by, "
-    "runkon_options"
+    f"total_duration_ms, owner_token, {LEASE_UNTIL} AS lease_until, generation, cancel_reason, "
+    "cancel_requested_by, runkon_options"
 )
 
 STEP_COLUMNS = (

@@ -236,6 +236,36 @@ async def refresh_leases_reports_lost(h: StoreHarness) -> None:
     assert (await store.get_run(lost.id)).owner_token == OTHER_OWNER
 
 
+async def refreshed_leases_outlive_their_first_ttl(h: StoreHarness) -> None:
+    """A refreshed lease holds past its first ttl, until the refresh's own ttl runs out."""
+    store = h.store
+    run = await store.create_run(NewRun("wf"))
+    bystander = await store.create_run(NewRun("wf"))
+    assert await store.acquire_lease(run.id, OWNER, 0.2) == 1
+    assert await store.acquire_lease(bystander.id, OTHER_OWNER, 0.2) == 1
+    assert await store.refresh_leases([(run.id, OWNER, 1)], 0.6) == set()
+    await anyio.sleep(0.3)  # past the first ttl: the refresh keeps the run held ...
+    assert await store.acquire_lease(run.id, OTHER_OWNER, 60) is None
+    assert run.id not in {r.id for r in await store.list_recoverable_runs()}
+    assert await store.acquire_lease(bystander.id, OWNER, 60) == 2  # ... and no other run
+    await anyio.sleep(0.4)  # past the refresh's ttl: expired
+    assert run.id in {r.id for r in await store.list_recoverable_runs()}
+    assert await store.acquire_lease(run.id, OTHER_OWNER, 60) == 2
+
+
+async def a_released_lease_is_free_despite_refreshes(h: StoreHarness) -> None:
+    """After release_lease, earlier refreshes by the old owner do not keep the run held."""
+    store = h.store
+    run, generation = await leased_run(store)
+    other, other_gen = await leased_run(store)
+    assert await store.refresh_leases([(run.id, OWNER, generation)], 60) == set()
+    assert await store.release_lease(run.id, OWNER, generation)
+    assert (await store.get_run(run.id)).lease_until is None
+    assert await store.acquire_lease(run.id, OTHER_OWNER, 60) == generation + 1
+    assert await store.refresh_leases([(other.id, OWNER, other_gen)], 60) == set()
+    assert (await store.get_run(run.id)).owner_token == OTHER_OWNER
+
+
 async def release_lease_needs_owner_and_generation(h: StoreHarness) -> None:
     """release_lease frees the lease only for its owner at its generation."""
     store = h.store
@@ -574,6 +604,8 @@ CHECKS = [
     cancel_request_is_compare_and_set,
     lease_generation_rules,
     refresh_leases_reports_lost,
+    refreshed_leases_outlive_their_first_ttl,
+    a_released_lease_is_free_despite_refreshes,
     release_lease_needs_owner_and_generation,
     recoverable_runs_are_active_and_unleased,
     lease_times_are_utc_datetimes,
