@@ -383,7 +383,11 @@ def report(backend: str, n: int, ours: Figures, base: Figures | None) -> None:
     print(f"{'':34} {'runkon':>14} {'polling baseline':>18}  target")
     for label, mine, theirs, _ in rows:
         mark = verdict(checks[label]) if label in checks else ""
-        if backend == "sqlite" and label in ("memory per waiting gate", "idle CPU"):
+        if backend == "sqlite" and label in (
+            "memory per waiting gate",
+            "idle CPU",
+            "open all gates",
+        ):
             mark = f"({mark} vs in-memory target)" if mark else ""
         print(f"{label:34} {mine:>14} {theirs:>18}  {mark}")
 
