@@ -329,17 +329,19 @@ def refresh_leases(
         for owner, held in held_by.items():
             for start in range(0, len(held), LEASE_CHECK_CHUNK):
                 chunk = held[start : start + LEASE_CHECK_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                owned = {  # looked up by primary key; the owner is compared here
-                    row[0]: row[1]
+                # only the runs no longer held come back (normally none), by primary key
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                params: list[object] = [item for pair in chunk for item in pair]
+                lost.update(
+                    row[0]
                     for row in conn.execute(
-                        "SELECT id, generation, owner_token FROM workflow_runs "
-                        f"WHERE id IN ({marks})",
-                        [run_id for run_id, _ in chunk],
+                        f"WITH held(id, generation) AS (VALUES {values}) "
+                        "SELECT held.id FROM held LEFT JOIN workflow_runs r ON r.id = held.id "
+                        "WHERE r.id IS NULL OR r.owner_token IS NOT ? "
+                        "OR r.generation != held.generation",
+                        (*params, owner),
                     )
-                    if row[2] == owner
-                }
-                lost.update(run_id for run_id, gen in chunk if owned.get(run_id) != gen)
+                )
             conn.execute(
                 "INSERT INTO runkon_lease_owners (owner, lease_until) VALUES (?, ?) "
                 "ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
