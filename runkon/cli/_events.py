@@ -12,8 +12,6 @@ import argparse
 import json
 from typing import Any
 
-import anyio
-
 import runkon
 from runkon.cli._common import (
     EXIT_OK,
@@ -28,7 +26,7 @@ from runkon.cli._progress import Describer
 from runkon.events import event_from_record
 from runkon.persistence import EventRecord
 
-FOLLOW_INTERVAL = 0.2
+FOLLOW_RECHECK = 5.0  # seconds; a run that writes no events is re-checked for its end
 FINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
@@ -99,4 +97,5 @@ async def print_events(args: argparse.Namespace) -> int:
                 return EXIT_OK
             if not records and (await store.get_run(run.id)).is_terminal:
                 return EXIT_OK  # finished, and its final event was before --after
-            await anyio.sleep(FOLLOW_INTERVAL)
+            # woken by the store's change feed when the process running it writes events
+            await store.wait_for_events(run.id, last, timeout=FOLLOW_RECHECK)

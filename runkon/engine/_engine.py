@@ -864,9 +864,16 @@ class FlowEngine:
 
     def follow_events(self, run_id: str, *, after_seq: int = 0) -> AsyncIterator[EngineEvent]:
         """Stored events after ``after_seq``, then live ones, until the run finishes —
-        without gaps or repeats (for SSE with ``Last-Event-ID``). Live events come from
-        this engine's runs; for a run another process drives, poll :meth:`read_events`."""
-        return follow_events(self.store, self.events, run_id, after_seq=after_seq)
+        without gaps or repeats (for SSE with ``Last-Event-ID``). Runs this engine drives
+        are followed on its event bus; runs another process drives (same database) are
+        woken through the store's change feed (``Store.wait_for_events``), not polled.
+
+        Raises:
+            UnknownRunError: no such run (when iteration starts).
+        """
+        return follow_events(
+            self.store, self.events, run_id, after_seq=after_seq, is_local=self._runs.__contains__
+        )
 
     def active_runs(self) -> list[str]:
         """Ids of the runs this engine is driving now (children included)."""

@@ -567,10 +567,10 @@ def create_app(
             a resolver).
         inbox: serve the web inbox too.
         csrf_secret: see :func:`create_inbox_router`.
-        poll_interval: seconds between the inbox's and event streams' checks for changes
-            made by other processes.
+        poll_interval: seconds between the inbox's checks of the waiting gates for
+            changes made by other processes (event streams are woken by the store).
     """
-    api = RunkonApi(engine, authorizer, workflows=workflows, poll_interval=poll_interval)
+    api = RunkonApi(engine, authorizer, workflows=workflows)
     app = FastAPI(title=title, lifespan=runkon_lifespan(engine))
     app.state.runkon = api
     app.include_router(create_router(api, prefix=api_prefix))

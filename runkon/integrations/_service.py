@@ -89,8 +89,6 @@ class RunkonApi:
         workflows: the catalog runs may be started from, by name: a resolver, a
             directory of ``.wf`` files or a mapping. ``None``: starting runs over HTTP
             is refused (404).
-        poll_interval: how often an event stream of a run driven by another process
-            (which this process's event bus does not see) reads the store.
     """
 
     def __init__(
@@ -99,12 +97,10 @@ class RunkonApi:
         authorizer: Authorizer,
         *,
         workflows: WorkflowCatalog = None,
-        poll_interval: float = 0.25,
     ) -> None:
         self.engine = engine
         self.authorizer = authorizer
         self.workflows = _catalog(workflows)
-        self.poll_interval = poll_interval
 
     # ----------------------------------------------------------------- auth
 
@@ -345,25 +341,9 @@ class RunkonApi:
         return self._events(run_id, after)
 
     async def _events(self, run_id: str, after_seq: int) -> AsyncIterator[EngineEvent]:
-        last = after_seq
-        while True:
-            if run_id in self.engine.active_runs():
-                # driven here: the bus pushes events as they commit
-                async for event in self.engine.follow_events(run_id, after_seq=last):
-                    yield event
-                return
-            # driven by another process (or not at all): read what the store has
-            batch = await self.engine.read_events(run_id, after_seq=last)
-            for event in batch:
-                yield event
-                last = event.seq
-                if event.type in FINAL_EVENTS:
-                    return
-            if not batch:
-                run = await self.engine.store.get_run(run_id)
-                if run.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
-                    return
-                await anyio.sleep(self.poll_interval)
+        # the bus for runs this engine drives, the store's change feed for the others
+        async for event in self.engine.follow_events(run_id, after_seq=after_seq):
+            yield event
 
 
 def _receipt(receipt: GateReceipt) -> ReceiptOut:

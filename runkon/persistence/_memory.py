@@ -21,6 +21,7 @@ from runkon.errors import (
     UnknownStepError,
 )
 from runkon.persistence import _rules as rules
+from runkon.persistence._event_watch import EventWatch
 from runkon.persistence._ids import new_ulid
 from runkon.persistence._notify import EventListeners, NotificationHub, Subscription
 from runkon.persistence._protocol import EventListener
@@ -95,6 +96,8 @@ class InMemoryStore:
         self._events: dict[str, list[EventRecord]] = {}
         self._listeners = EventListeners()
         self._hub = NotificationHub()
+        self._watch = EventWatch()
+        self._listeners.add(self._watch.on_events)
 
     def __repr__(self) -> str:
         return f"InMemoryStore(runs={len(self._runs)})"
@@ -119,6 +122,7 @@ class InMemoryStore:
         """Close the store; notification streams end. Data is kept for a reopen."""
         self._open = False
         self._hub.close()
+        self._watch.wake_all()
 
     def _check_open(self) -> None:
         if not self._open:
@@ -799,6 +803,18 @@ class InMemoryStore:
         # seq n sits at index n - 1: slicing is exact because seqs have no gaps.
         events = self._events.get(run_id, [])[max(after_seq, 0) :]
         return events if limit is None else events[:limit]
+
+    async def wait_for_events(
+        self, run_id: str, after_seq: int, *, timeout: float | None = None
+    ) -> bool:
+        """Wait for the run's next events (see ``Store.wait_for_events``)."""
+
+        async def last_seq() -> int:
+            self._check_open()
+            self._run(run_id)
+            return len(self._events.get(run_id, ()))
+
+        return await self._watch.wait(run_id, after_seq, last_seq, timeout)
 
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with each committed batch of events; returns the remover."""

@@ -10,7 +10,8 @@ backlog until it closes its stream.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
@@ -130,28 +131,45 @@ class NotificationHub:
         ready: Callable[[], Awaitable[None]] = _already_ready,
     ) -> None:
         self._subscribers: set[Subscription] = set()
+        self._holds = 0
         self._on_active = on_active
         self._ready = ready
 
     @property
     def active(self) -> bool:
-        """True while at least one subscription is open."""
-        return bool(self._subscribers)
+        """True while at least one subscription (or hold) is open."""
+        return bool(self._subscribers) or self._holds > 0
 
     def subscribe(self) -> Subscription:
         """Open a subscription; it sees every notification published from now on."""
+        was_active = self.active
         subscription = Subscription(self, self._ready)
         self._subscribers.add(subscription)
-        if len(self._subscribers) == 1 and self._on_active is not None:
+        if not was_active and self._on_active is not None:
             self._on_active(True)
         return subscription
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the hub active (a SQLite store's change feed running) without a stream:
+        for waiters woken by other means, e.g. ``Store.wait_for_events``."""
+        was_active = self.active
+        self._holds += 1
+        if not was_active and self._on_active is not None:
+            self._on_active(True)
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self.active and self._on_active is not None:
+                self._on_active(False)
 
     def remove(self, subscription: Subscription) -> None:
         """Forget ``subscription`` (idempotent)."""
         if subscription in self._subscribers:
             self._subscribers.discard(subscription)
             subscription.end()
-            if not self._subscribers and self._on_active is not None:
+            if not self.active and self._on_active is not None:
                 self._on_active(False)
 
     def publish(self, note: Notification) -> None:

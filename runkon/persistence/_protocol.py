@@ -427,6 +427,20 @@ class Store(Protocol):
             UnknownRunError: no run has this id.
         """
 
+    async def wait_for_events(
+        self, run_id: str, after_seq: int, *, timeout: float | None = None
+    ) -> bool:
+        """Wait until the run has an event with ``seq > after_seq``; True then (at once
+        if one is stored already), False if ``timeout`` seconds pass first.
+
+        Events committed through this store object wake the waiter at once; a store
+        shared between processes (SQLite) also sees other processes' events, through its
+        change feed (one query per interval for all watched runs, not one per waiter).
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` after every commit of this store that appended events.
 

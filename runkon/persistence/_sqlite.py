@@ -37,6 +37,7 @@ import structlog
 from runkon.errors import StoreClosedError, StoreError
 from runkon.persistence import _sqlite_gates as gates
 from runkon.persistence import _sqlite_ops as ops
+from runkon.persistence._event_watch import EventWatch
 from runkon.persistence._ids import new_ulid
 from runkon.persistence._notify import EventListeners, NotificationHub, Subscription
 from runkon.persistence._protocol import EventListener
@@ -99,6 +100,9 @@ class SqliteStore:
         self._conns = Connections(self._path, busy_timeout, repr(self))
         self._origin = new_ulid()
         self._listeners = EventListeners()
+        self._watch = EventWatch()
+        self._watch_seqs: dict[str, int] = {}  # watched run -> last seq the feed saw
+        self._listeners.add(self._watch.on_events)
         self._hub = NotificationHub(on_active=self._feed_active, ready=self._feed_ready)
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_started = asyncio.Event()
@@ -131,6 +135,7 @@ class SqliteStore:
         """Close the store: notification streams end, the connections close."""
         feed = self._feed_task
         self._hub.close()
+        self._watch.wake_all()
         self._stop_feed()
         await self._conns.close()
         if feed is not None:
@@ -356,6 +361,20 @@ class SqliteStore:
         """The run's events after ``after_seq``, in order."""
         return await self._call(ops.read_events, run_id, after_seq, limit)
 
+    async def wait_for_events(
+        self, run_id: str, after_seq: int, *, timeout: float | None = None
+    ) -> bool:
+        """Wait for the run's next events, this process's or another's (see
+        ``Store.wait_for_events``); the change feed watches every waited-on run in one
+        query per poll, and only when the database changed."""
+
+        async def last_seq() -> int:
+            return await self._call(ops.last_event_seq, run_id)
+
+        with self._hub.hold():
+            await self._feed_ready()
+            return await self._watch.wait(run_id, after_seq, last_seq, timeout)
+
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with each committed batch of events; returns the remover."""
         return self._listeners.add(listener)
@@ -410,9 +429,11 @@ class SqliteStore:
                 # Inline when it can (a pragma, ~10 µs; no thread hop). data_version is
                 # per connection: if the call lands on the other one, the worst case is
                 # one needless read of the notifications after last_seq.
+                previous = version
                 version, last_seq, notes = await self._conns.run(
                     ops.feed_poll, version, last_seq, self._origin
                 )
+                changed = version != previous
             except StoreClosedError:
                 return
             except StoreError:
@@ -420,3 +441,21 @@ class SqliteStore:
                 continue
             for note in notes:
                 self._hub.publish(note)
+            if changed and self._watch.watched():
+                await self._wake_watched()
+
+    async def _wake_watched(self) -> None:
+        """Wake the waiters of watched runs whose last event seq grew (another process
+        may have written it; this one's own commits wake them directly too)."""
+        watched = self._watch.watched()
+        try:
+            seqs = await self._conns.run(ops.last_event_seqs, watched)
+        except StoreError:
+            _log.exception("change_feed_event_check_failed", path=self._path)
+            return
+        known, self._watch_seqs = self._watch_seqs, {}
+        for run_id in watched:
+            seq = seqs.get(run_id, 0)
+            self._watch_seqs[run_id] = seq
+            if seq != known.get(run_id):
+                self._watch.wake(run_id)

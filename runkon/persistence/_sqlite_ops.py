@@ -655,6 +655,29 @@ def read_events(
     return found
 
 
+def last_event_seq(conn: sqlite3.Connection, run_id: str) -> int:
+    """The run's last event sequence number (0: none yet)."""
+    row = conn.execute("SELECT MAX(seq) FROM runkon_events WHERE run_id = ?", (run_id,)).fetchone()
+    if row[0] is None:
+        require_run(conn, run_id)
+        return 0
+    return int(row[0])
+
+
+def last_event_seqs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, int]:
+    """The last event sequence number of each run that has events."""
+    found: dict[str, int] = {}
+    for start in range(0, len(run_ids), LEASE_CHECK_CHUNK):
+        chunk = run_ids[start : start + LEASE_CHECK_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT run_id, MAX(seq) FROM runkon_events WHERE run_id IN ({marks}) GROUP BY run_id",
+            list(chunk),
+        ):
+            found[row[0]] = int(row[1])
+    return found
+
+
 # --------------------------------------------------------------------------- change feed
 
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
+import time
 import unittest
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from runkon.errors import InvalidTransitionError, LeaseLostError, StoreClosedError
+from runkon.errors import (
+    InvalidTransitionError,
+    LeaseLostError,
+    StoreClosedError,
+    UnknownRunError,
+)
 from runkon.persistence import (
     EventRecord,
     GateDecision,
@@ -266,8 +272,71 @@ async def other_process_decisions_arrive_fast(h: StoreHarness) -> None:
     assert (await store.get_gate(gate.step_id)).decided_by == "process-b"
 
 
+async def wait_for_events_wakes_on_commit(h: StoreHarness) -> None:
+    """wait_for_events: True at once if newer events exist, woken by a commit, else timeout."""
+    store = h.store
+    run, gen = await leased_run(store)
+    await store.append_events(run.id, [NewEvent("first")], generation=gen)
+    assert await store.wait_for_events(run.id, 0, timeout=5)  # already there
+    assert not await store.wait_for_events(run.id, 1, timeout=0.05)  # nothing newer
+    assert not await store.wait_for_events(run.id, 7, timeout=0.05)  # beyond the last
+    woken: list[bool] = []
+
+    async def waiter() -> None:
+        woken.append(await store.wait_for_events(run.id, 1, timeout=DELIVERY_TIMEOUT))
+
+    with anyio.fail_after(DELIVERY_TIMEOUT):
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            await anyio.sleep(0.05)
+            assert woken == []
+            await store.append_events(run.id, [NewEvent("second")], generation=gen)
+    assert woken == [True]
+    await raises(UnknownRunError, store.wait_for_events("01NOSUCHRUN0000000000000000", 0))
+
+
+_PROCESS_B_EVENTS = """
+import sys, anyio
+from runkon.persistence import *
+
+async def main(run_id, generation):
+    async with ({source}) as store:
+        await store.append_events(run_id, [NewEvent("from_b")], generation=int(generation))
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+async def other_process_events_wake_waiters(h: StoreHarness) -> None:
+    """Events appended by another OS process wake wait_for_events within 200 ms."""
+    if h.process_store_source is None:
+        raise unittest.SkipTest("this backend cannot be shared between processes")
+    store = h.store
+    run, gen = await leased_run(store)
+    script = _PROCESS_B_EVENTS.replace("{source}", h.process_store_source)
+    woken_at: list[float] = []
+
+    async def waiter() -> None:
+        assert await store.wait_for_events(run.id, 0, timeout=30)
+        woken_at.append(time.time())
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            result = await anyio.run_process(
+                [sys.executable, "-c", script, run.id, str(gen)], check=False
+            )
+            assert result.returncode == 0, result.stderr.decode()
+    [event] = await store.read_events(run.id)
+    assert event.type == "from_b"
+    latency = woken_at[0] - event.created_at.timestamp()
+    assert latency < CROSS_PROCESS_LATENCY, latency
+
+
 CHECKS = [
     events_have_gap_free_seq,
+    wait_for_events_wakes_on_commit,
+    other_process_events_wake_waiters,
     refused_writes_append_no_events,
     listeners_hear_committed_events,
     notifications_arrive_on_commit,

@@ -250,3 +250,37 @@ async def test_following_a_run_replays_then_goes_live_without_gaps(store: Store)
     assert seen[0].type == "gate_waiting"
     assert "gate_resolved" in [e.type for e in seen]
     assert seen[-1].type == "run_completed"
+
+
+async def test_following_a_run_another_engine_drives_is_woken_by_the_change_feed(
+    tmp_path: Path,
+) -> None:
+    """SQLite: an engine following a run that another engine (another store connection,
+    as another process would have) drives gets each event as the feed sees it — well
+    before the follower's fallback re-check — exactly once, in order, to the end."""
+    from runkon.engine import _event_stream
+
+    path = tmp_path / "shared.db"
+    async with (
+        FlowEngine(SqliteStore(path), actions={"after": Resumed()}) as driver,
+        FlowEngine(SqliteStore(path)) as watcher,
+    ):
+        handle = await driver.start(WAIT)
+        await gates_waiting(driver, 1)
+        seen: list[Any] = []
+        arrived: dict[str, float] = {}
+
+        async def follow() -> None:
+            async for event in watcher.follow_events(handle.run_id):
+                seen.append(event)
+                arrived.setdefault(event.type, time.monotonic())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            await anyio.sleep(0.3)  # the follower is waiting on the store by now
+            assert [e.type for e in seen] == ["run_started", "gate_waiting"]
+            approved_at = time.monotonic()
+            await driver.approve_gate(handle.run_id, "human_approval", by="alice")
+    assert [e.seq for e in seen] == list(range(1, 1 + len(seen)))
+    assert seen[-1].type == "run_completed"
+    assert arrived["run_completed"] - approved_at < _event_stream.FOREIGN_RECHECK / 2

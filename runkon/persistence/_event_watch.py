@@ -1,0 +1,82 @@
+"""Waiting for a run's next events (``Store.wait_for_events``) without a poll per waiter.
+
+A store wakes the waiters of a run when it commits events for it, and — SQLite — when its
+change feed sees another process's events for a watched run. Waiters re-read the run's
+last sequence number after each wake, so a spurious wake costs one read, never a miss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import anyio
+
+from runkon.persistence._records import EventRecord
+
+
+class EventWatch:
+    """The runs someone waits on, and how to wake them."""
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[anyio.Event]] = {}
+
+    def watched(self) -> list[str]:
+        """The run ids with at least one waiter."""
+        return list(self._waiters)
+
+    def wake(self, run_id: str) -> None:
+        """Wake every waiter of ``run_id``."""
+        for event in self._waiters.get(run_id, ()):
+            event.set()
+
+    def wake_all(self) -> None:
+        """Wake every waiter (the store is closing: they find out when they re-read)."""
+        for run_id in list(self._waiters):
+            self.wake(run_id)
+
+    def on_events(self, events: Sequence[EventRecord]) -> None:
+        """An event listener: wake the waiters of the runs ``events`` belong to."""
+        for run_id in {event.run_id for event in events}:
+            self.wake(run_id)
+
+    @contextmanager
+    def _register(self, run_id: str) -> Iterator[Callable[[], anyio.Event]]:
+        current = [anyio.Event()]
+        waiters = self._waiters.setdefault(run_id, set())
+        waiters.add(current[0])
+
+        def rearm() -> anyio.Event:
+            waiters.discard(current[0])
+            current[0] = anyio.Event()
+            waiters.add(current[0])
+            return current[0]
+
+        try:
+            yield rearm
+        finally:
+            waiters.discard(current[0])
+            if not waiters:
+                self._waiters.pop(run_id, None)
+
+    async def wait(
+        self,
+        run_id: str,
+        after_seq: int,
+        last_seq: Callable[[], Awaitable[int]],
+        timeout: float | None,
+    ) -> bool:
+        """Wait until ``await last_seq()`` exceeds ``after_seq``; False after ``timeout``."""
+        with (
+            self._register(run_id) as rearm,
+            anyio.move_on_after(math.inf if timeout is None else timeout),
+        ):
+            while True:
+                woken = rearm()  # armed before reading: nothing committed after is missed
+                if await last_seq() > after_seq:
+                    return True
+                await woken.wait()
+        return False
