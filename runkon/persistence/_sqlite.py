@@ -371,6 +371,8 @@ class SqliteStore:
         async def last_seq() -> int:
             return await self._call(ops.last_event_seq, run_id)
 
+        if await last_seq() > after_seq:  # (also: unknown run, closed store)
+            return True
         with self._hub.hold():
             await self._feed_ready()
             return await self._watch.wait(run_id, after_seq, last_seq, timeout)

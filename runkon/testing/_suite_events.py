@@ -295,6 +295,27 @@ async def wait_for_events_wakes_on_commit(h: StoreHarness) -> None:
     await raises(UnknownRunError, store.wait_for_events("01NOSUCHRUN0000000000000000", 0))
 
 
+async def closing_the_store_ends_event_waits(h: StoreHarness) -> None:
+    """A wait_for_events in progress when the store closes ends with StoreClosedError."""
+    store = h.store
+    run, _ = await leased_run(store)
+    failures: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await store.wait_for_events(run.id, 0, timeout=DELIVERY_TIMEOUT * 2)
+        except StoreClosedError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(DELIVERY_TIMEOUT):
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            await anyio.sleep(0.1)
+            await store.aclose()
+    assert len(failures) == 1
+    await raises(StoreClosedError, store.wait_for_events(run.id, 0))
+
+
 _PROCESS_B_EVENTS = """
 import sys, anyio
 from runkon.persistence import *
@@ -336,6 +357,7 @@ async def other_process_events_wake_waiters(h: StoreHarness) -> None:
 CHECKS = [
     events_have_gap_free_seq,
     wait_for_events_wakes_on_commit,
+    closing_the_store_ends_event_waits,
     other_process_events_wake_waiters,
     refused_writes_append_no_events,
     listeners_hear_committed_events,
