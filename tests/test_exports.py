@@ -29,6 +29,7 @@ EXPECTED: dict[str, list[str]] = {
         "Authorizer",
         "CancelOut",
         "CancelRequest",
+        "CheckedRun",
         "DecisionRequest",
         "ErrorOut",
         "FeedbackRequest",

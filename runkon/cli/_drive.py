@@ -27,9 +27,8 @@ from runkon.cli._common import (
     warn,
 )
 from runkon.cli._progress import Describer, db_option, gate_hint
-from runkon.events import GateWaiting, RunResumed, RunStarted
+from runkon.events import FINAL_EVENT_TYPES, GateWaiting, RunResumed, RunStarted
 
-FINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 PRINT_GRACE = 2.0  # seconds to let the last events print after the run finished
 
 
@@ -127,7 +126,7 @@ async def _print_progress(
                     indent="          ",
                 ):
                     say(hint)
-            if event.type in FINAL_EVENTS:
+            if event.type in FINAL_EVENT_TYPES:
                 printed_final.set()
                 return
 

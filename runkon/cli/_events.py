@@ -23,11 +23,10 @@ from runkon.cli._common import (
     say,
 )
 from runkon.cli._progress import Describer
-from runkon.events import event_from_record
+from runkon.events import FINAL_EVENT_TYPES, event_from_record
 from runkon.persistence import EventRecord
 
 FOLLOW_RECHECK = 5.0  # seconds; a run that writes no events is re-checked for its end
-FINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
 def add_parser(commands: Any) -> None:
@@ -91,7 +90,7 @@ async def print_events(args: argparse.Namespace) -> int:
             for record in records:
                 say(_record_line(record, args.json, describer))
                 last = record.seq
-                if args.follow and record.type in FINAL_EVENTS:
+                if args.follow and record.type in FINAL_EVENT_TYPES:
                     return EXIT_OK
             if not args.follow:
                 return EXIT_OK

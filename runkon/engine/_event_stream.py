@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from runkon.events import EngineEvent, EventBus, EventsDropped, event_from_record
+from runkon.events import (
+    FINAL_EVENT_TYPES,
+    EngineEvent,
+    EventBus,
+    EventsDropped,
+    event_from_record,
+)
 from runkon.persistence import TERMINAL_RUN_STATUSES, Store
-
-FINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 
 
 async def stored_events(
@@ -52,7 +56,7 @@ async def follow_events(
         for event in batch:
             yield event
             last = event.seq
-            if event.type in FINAL_EVENTS:
+            if event.type in FINAL_EVENT_TYPES:
                 return
         if not batch:
             if (await store.get_run(run_id)).status in TERMINAL_RUN_STATUSES:
@@ -75,14 +79,14 @@ async def _follow_local(
         for event in await stored_events(store, run_id, after_seq=last):
             yield event
             last = event.seq
-            if event.type in FINAL_EVENTS:
+            if event.type in FINAL_EVENT_TYPES:
                 return
         async for event in live:
             if isinstance(event, EventsDropped):
                 for missed in await stored_events(store, run_id, after_seq=last):
                     yield missed
                     last = missed.seq
-                    if missed.type in FINAL_EVENTS:
+                    if missed.type in FINAL_EVENT_TYPES:
                         return
                 continue
             if event.seq <= last:
@@ -95,5 +99,5 @@ async def _follow_local(
                     last = missed.seq
             yield event
             last = event.seq
-            if event.type in FINAL_EVENTS:
+            if event.type in FINAL_EVENT_TYPES:
                 return

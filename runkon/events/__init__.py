@@ -7,6 +7,7 @@ from runkon.events._bus import EventSink as EventSink
 from runkon.events._bus import Subscription as Subscription
 from runkon.events._models import ENGINE_EVENT_ADAPTER as ENGINE_EVENT_ADAPTER
 from runkon.events._models import EVENT_TYPES as EVENT_TYPES
+from runkon.events._models import FINAL_EVENT_TYPES as FINAL_EVENT_TYPES
 from runkon.events._models import CancellationRequested as CancellationRequested
 from runkon.events._models import EngineEvent as EngineEvent
 from runkon.events._models import EventsDropped as EventsDropped
@@ -37,6 +38,7 @@ from runkon.events._sinks import StructlogSink as StructlogSink
 __all__ = [
     "ENGINE_EVENT_ADAPTER",
     "EVENT_TYPES",
+    "FINAL_EVENT_TYPES",
     "CallbackSink",
     "CancellationRequested",
     "EngineEvent",

@@ -294,6 +294,11 @@ EVENT_TYPES: frozenset[str] = frozenset(
     )
 )
 
+FINAL_EVENT_TYPES: frozenset[str] = frozenset(
+    model.model_fields["type"].default for model in (RunCompleted, RunFailed, RunCancelled)
+)
+"""The types of a run's last event: nothing follows them."""
+
 
 def event_from_record(
     run_id: str, seq: int, type: str, timestamp: datetime, data: dict[str, Any]

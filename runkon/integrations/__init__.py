@@ -22,6 +22,7 @@ from runkon.integrations._schemas import StartedRunOut as StartedRunOut
 from runkon.integrations._schemas import StartRunRequest as StartRunRequest
 from runkon.integrations._schemas import StepOut as StepOut
 from runkon.integrations._service import ApiError as ApiError
+from runkon.integrations._service import CheckedRun as CheckedRun
 from runkon.integrations._service import RunkonApi as RunkonApi
 from runkon.integrations._service import WorkflowCatalog as WorkflowCatalog
 from runkon.integrations._service import sse_frame as sse_frame
@@ -32,6 +33,7 @@ __all__ = [
     "Authorizer",
     "CancelOut",
     "CancelRequest",
+    "CheckedRun",
     "DecisionRequest",
     "ErrorOut",
     "FeedbackRequest",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -45,9 +45,8 @@ from runkon.integrations._schemas import (
     StartRunRequest,
     StepOut,
 )
-from runkon.persistence import GateReceipt, ReceiptOutcome, RunStatus
+from runkon.persistence import GateReceipt, ReceiptOutcome, RunRecord, RunStatus
 
-FINAL_EVENTS = frozenset({"run_completed", "run_failed", "run_cancelled"})
 MAX_LIST = 1_000
 
 
@@ -78,6 +77,22 @@ def _catalog(workflows: WorkflowCatalog) -> WorkflowResolver | None:
     if isinstance(workflows, str | os.PathLike):
         return DirectoryWorkflowResolver(workflows)
     return InMemoryWorkflowResolver(workflows)
+
+
+class CheckedRun(NamedTuple):
+    """What :meth:`RunkonApi.check_run` found: the caller, the run, and the step id of
+    the waiting gate the request names (``None``: none of that name waits)."""
+
+    identity: Identity
+    run: RunRecord
+    gate_step_id: str | None
+
+    def gate_ref(self, gate: str) -> tuple[str | None, str]:
+        """``(run_id, gate)`` for the engine's decisions: the waiting gate's step id
+        when found (no second lookup), else the run and the name as given."""
+        if self.gate_step_id is not None:
+            return None, self.gate_step_id
+        return self.run.id, gate
 
 
 class RunkonApi:
@@ -131,12 +146,32 @@ class RunkonApi:
         permission: Permission,
         run_id: str,
         gate: str | None = None,
-    ) -> Identity:
+    ) -> CheckedRun:
         """Authenticate (401 first: an anonymous caller learns nothing, not even whether
         the run exists), then look the run up (404) and authorize on it (403)."""
         identity = await self.identify(headers)
-        await self._authorize(identity, permission, await self._run_target(run_id, gate))
-        return identity
+        try:
+            run = await self.engine.store.get_run(run_id)
+        except UnknownRunError as exc:
+            raise ApiError(404, "unknown_run", str(exc)) from exc
+        waiting = None
+        if gate is not None:
+            waiting = next(
+                (
+                    candidate
+                    for candidate in await self.engine.waiting_gates(run_id=run_id)
+                    if gate in (candidate.gate_name, candidate.step_id)
+                ),
+                None,
+            )
+        target = Target(
+            workflow_name=run.workflow_name,
+            run_id=run_id,
+            gate_name=gate,
+            gate_type=waiting.gate_type if waiting is not None else None,
+        )
+        await self._authorize(identity, permission, target)
+        return CheckedRun(identity, run, waiting.step_id if waiting is not None else None)
 
     async def _authorize(self, identity: Identity, permission: Permission, target: Target) -> None:
         if not await self.authorizer.authorize(identity, permission, target):
@@ -145,20 +180,6 @@ class RunkonApi:
                 "forbidden",
                 f"{identity.name!r} may not {permission.value} here; ask an administrator",
             )
-
-    async def _run_target(self, run_id: str, gate: str | None = None) -> Target:
-        try:
-            run = await self.engine.store.get_run(run_id)
-        except UnknownRunError as exc:
-            raise ApiError(404, "unknown_run", str(exc)) from exc
-        gate_type = None
-        if gate is not None:
-            for waiting in await self.engine.waiting_gates(run_id=run_id):
-                if gate in (waiting.gate_name, waiting.step_id):
-                    gate_type = waiting.gate_type
-        return Target(
-            workflow_name=run.workflow_name, run_id=run_id, gate_name=gate, gate_type=gate_type
-        )
 
     # ----------------------------------------------------------------- runs
 
@@ -196,8 +217,7 @@ class RunkonApi:
 
     async def get_run(self, headers: Mapping[str, str], run_id: str) -> RunDetailOut:
         """A run with its steps (permission ``read``)."""
-        await self.check_run(headers, Permission.READ, run_id)
-        run = await self.engine.store.get_run(run_id)
+        run = (await self.check_run(headers, Permission.READ, run_id)).run
         steps = await self.engine.store.get_steps(run_id)
         return RunDetailOut(
             **RunOut.of(run).model_dump(), steps=[StepOut.of(step) for step in steps]
@@ -236,7 +256,7 @@ class RunkonApi:
         self, headers: Mapping[str, str], run_id: str, request: CancelRequest
     ) -> CancelOut:
         """Cancel a run (permission ``cancel``)."""
-        identity = await self.check_run(headers, Permission.CANCEL, run_id)
+        identity = (await self.check_run(headers, Permission.CANCEL, run_id)).identity
         accepted = await self.engine.cancel_run(run_id, reason=request.reason, by=identity.name)
         return CancelOut(run_id=run_id, cancelling=accepted)
 
@@ -278,12 +298,11 @@ class RunkonApi:
                 409 the gate is already decided or not waiting (the receipt in
                 ``detail``).
         """
-        identity = await self.check_run(headers, Permission.DECIDE, run_id, gate)
+        checked = await self.check_run(headers, Permission.DECIDE, run_id, gate)
         try:
             receipt = await self.engine.approve_gate(
-                run_id,
-                gate,
-                by=identity.name,
+                *checked.gate_ref(gate),
+                by=checked.identity.name,
                 feedback=request.feedback,
                 selections=request.selections,
             )
@@ -309,12 +328,12 @@ class RunkonApi:
         self, headers: Mapping[str, str], run_id: str, gate: str, request: DecisionRequest
     ) -> ReceiptOut:
         """Reject a gate as the caller (permission ``decide``); errors as :meth:`approve`."""
-        identity = await self.check_run(headers, Permission.DECIDE, run_id, gate)
+        checked = await self.check_run(headers, Permission.DECIDE, run_id, gate)
         if request.selections:
             raise ApiError(422, "invalid_selection", "a rejection takes no selections")
         try:
             receipt = await self.engine.reject_gate(
-                run_id, gate, by=identity.name, feedback=request.feedback
+                *checked.gate_ref(gate), by=checked.identity.name, feedback=request.feedback
             )
         except UnknownGateError as exc:
             raise ApiError(404, "unknown_gate", str(exc)) from exc

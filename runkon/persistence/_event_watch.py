@@ -8,8 +8,7 @@ last sequence number after each wake, so a spurious wake costs one read, never a
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
@@ -43,25 +42,6 @@ class EventWatch:
         for run_id in {event.run_id for event in events}:
             self.wake(run_id)
 
-    @contextmanager
-    def _register(self, run_id: str) -> Iterator[Callable[[], anyio.Event]]:
-        current = [anyio.Event()]
-        waiters = self._waiters.setdefault(run_id, set())
-        waiters.add(current[0])
-
-        def rearm() -> anyio.Event:
-            waiters.discard(current[0])
-            current[0] = anyio.Event()
-            waiters.add(current[0])
-            return current[0]
-
-        try:
-            yield rearm
-        finally:
-            waiters.discard(current[0])
-            if not waiters:
-                self._waiters.pop(run_id, None)
-
     async def wait(
         self,
         run_id: str,
@@ -70,13 +50,19 @@ class EventWatch:
         timeout: float | None,
     ) -> bool:
         """Wait until ``await last_seq()`` exceeds ``after_seq``; False after ``timeout``."""
-        with (
-            self._register(run_id) as rearm,
-            anyio.move_on_after(math.inf if timeout is None else timeout),
-        ):
-            while True:
-                woken = rearm()  # armed before reading: nothing committed after is missed
-                if await last_seq() > after_seq:
-                    return True
-                await woken.wait()
-        return False
+        waiters = self._waiters.setdefault(run_id, set())
+        woken = anyio.Event()
+        try:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                while True:
+                    waiters.discard(woken)
+                    woken = anyio.Event()
+                    waiters.add(woken)  # armed before reading: nothing committed after is missed
+                    if await last_seq() > after_seq:
+                        return True
+                    await woken.wait()
+            return False
+        finally:
+            waiters.discard(woken)
+            if not waiters and self._waiters.get(run_id) is waiters:
+                del self._waiters[run_id]
