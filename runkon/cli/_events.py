@@ -2,8 +2,9 @@
 
 The run may be driven by another process (``runkon run`` in another terminal), whose
 events are not on this process's event bus: ``--follow`` reads the database for events
-after the last one printed every 0.2 s, until the run's final event (completed, failed
-or cancelled) has been printed. Ctrl-C stops following; the run is not affected.
+after the last one printed each time the store's change feed says the run has new ones
+(``Store.wait_for_events``), until the run's final event (completed, failed or
+cancelled) has been printed. Ctrl-C stops following; the run is not affected.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ def add_parser(commands: Any) -> None:
         "events",
         help="print a run's events (--follow: until it ends)",
         description="Print the stored events of run RUN in order: sequence number, time, "
-        "type and what happened. With --follow, keep printing new events (read from the "
-        "database every 0.2 s, so this works for a run driven by any process) until the "
-        "run ends.",
+        "type and what happened. With --follow, keep printing new events as they are "
+        "written (by any process using the database) until the run ends.",
     )
     parser.add_argument("run", metavar="RUN", help="the run id")
     add_db_argument(parser)
