@@ -59,7 +59,7 @@ from anyio.abc import Process
 import runkon
 from runkon.cli._common import CliError
 from runkon.dsl import CallNode, CallWorkflowNode, ParallelNode, ScriptNode, iter_nodes
-from runkon.engine import ProgramResult, kill_process_group, parse_flow_output, run_program
+from runkon.engine import ProgramResult, kill_process_group, parse_flow_output_async, run_program
 
 __all__ = [
     "ActionFailedError",
@@ -162,7 +162,7 @@ class ActionsDirectory:
                 raise ActionFailedError(f"{program} could not start: {exc.strerror}") from exc
         if result.returncode != 0:
             raise ActionFailedError(f"{shown} {result.describe_exit()}" + result.stderr_tail())
-        flow = parse_flow_output(result.stdout)
+        flow = await parse_flow_output_async(result.stdout)
         if flow is None:
             return runkon.ActionOutput(
                 context=result.stdout.strip()[:ERROR_TAIL], result_text=f"{shown} completed"

@@ -6,8 +6,10 @@ from runkon.engine._engine import FlowEngine as FlowEngine
 from runkon.engine._errors import InputError as InputError
 from runkon.engine._errors import RunAlreadyOwnedError as RunAlreadyOwnedError
 from runkon.engine._flow_output import FLOW_OUTPUT_INSTRUCTION as FLOW_OUTPUT_INSTRUCTION
+from runkon.engine._flow_output import FLOW_OUTPUT_LIMIT as FLOW_OUTPUT_LIMIT
 from runkon.engine._flow_output import FlowOutput as FlowOutput
 from runkon.engine._flow_output import parse_flow_output as parse_flow_output
+from runkon.engine._flow_output import parse_flow_output_async as parse_flow_output_async
 from runkon.engine._inputs import apply_inputs as apply_inputs
 from runkon.engine._process import ProgramResult as ProgramResult
 from runkon.engine._process import kill_process_group as kill_process_group
@@ -35,6 +37,7 @@ from runkon.engine._variables import substitute as substitute
 
 __all__ = [
     "FLOW_OUTPUT_INSTRUCTION",
+    "FLOW_OUTPUT_LIMIT",
     "ActionCallable",
     "ActionExecutor",
     "ActionOutput",
@@ -61,6 +64,7 @@ __all__ = [
     "apply_inputs",
     "kill_process_group",
     "parse_flow_output",
+    "parse_flow_output_async",
     "run_program",
     "shell_quote",
     "substitute",

@@ -10,17 +10,30 @@ The parser takes the LAST start marker followed by JSON (``{``, ``[`` or a Markd
 fence), strips ``json`` fences, repairs trailing commas and invalid backslash escapes,
 and reads ``markers`` (list of strings), ``context`` (string) and every other top-level
 field as an extra (string-valued extras become ``{{variables}}`` for later steps).
+
+A block's body ends at the next end marker or at the next start marker, whichever comes
+first (a body never contains a start marker), so candidate bodies never overlap and
+parsing is linear in the size of the output. Only the last ``FLOW_OUTPUT_LIMIT``
+characters (4 MiB, the same as the stdout a step keeps) are parsed: a block that starts
+before them is not seen. :func:`parse_flow_output_async` parses large output in a worker
+thread so the event loop (leases, gate timers) keeps running.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 START_MARKER = "<<<FLOW_OUTPUT>>>"
 END_MARKER = "<<<END_FLOW_OUTPUT>>>"
+FLOW_OUTPUT_LIMIT = 4 * 1024 * 1024  # characters parsed (the end of the output)
+THREAD_THRESHOLD = 64 * 1024  # parse_flow_output_async uses a worker thread above this
 
 FLOW_OUTPUT_INSTRUCTION = f"""\
 When you are done, report your result by printing exactly one block:
@@ -52,19 +65,30 @@ class FlowOutput:
         )
 
 
-def _candidates(text: str) -> list[str]:
+def _positions(text: str, marker: str) -> list[int]:
+    """Where ``marker`` occurs in ``text`` (one linear scan)."""
+    found: list[int] = []
+    at = text.find(marker)
+    while at != -1:
+        found.append(at)
+        at = text.find(marker, at + len(marker))
+    return found
+
+
+def _candidates(text: str) -> Iterator[str]:
     """Block bodies after each start marker whose next non-space text looks like JSON,
-    last first."""
-    bodies: list[str] = []
-    start = text.rfind(START_MARKER)
-    while start != -1:
-        rest = text[start + len(START_MARKER) :]
-        end = rest.find(END_MARKER)
-        body = (rest if end == -1 else rest[:end]).strip()
+    last first. A body ends at the next end marker or the next start marker."""
+    starts = _positions(text, START_MARKER)
+    ends = _positions(text, END_MARKER)
+    for index in range(len(starts) - 1, -1, -1):
+        begin = starts[index] + len(START_MARKER)
+        stop = starts[index + 1] if index + 1 < len(starts) else len(text)
+        after = bisect_left(ends, begin)
+        if after < len(ends) and ends[after] < stop:
+            stop = ends[after]
+        body = text[begin:stop].strip()
         if body.startswith(("{", "[", "```")):
-            bodies.append(body)
-        start = text.rfind(START_MARKER, 0, start)
-    return bodies
+            yield body
 
 
 def _load(body: str) -> Any:
@@ -79,13 +103,16 @@ def _load(body: str) -> Any:
     return json.loads(repaired)
 
 
-def parse_flow_output(text: str) -> FlowOutput | None:
+def parse_flow_output(text: str, *, limit: int = FLOW_OUTPUT_LIMIT) -> FlowOutput | None:
     """The last valid FLOW_OUTPUT block in ``text``, or None if there is none.
 
-    A block whose JSON cannot be repaired, that is not an object, whose ``markers`` is
+    Only the last ``limit`` characters of ``text`` are parsed. A block whose JSON cannot
+    be repaired, that is not an object, whose ``markers`` is
     not a list of strings or whose ``context`` is not a string is ignored (an earlier
     valid block, if any, is used instead).
     """
+    if len(text) > limit:
+        text = text[len(text) - limit :]
     if START_MARKER not in text:
         return None
     for body in _candidates(text):
@@ -105,3 +132,13 @@ def parse_flow_output(text: str) -> FlowOutput | None:
             continue
         return FlowOutput(tuple(markers), context, data)
     return None
+
+
+async def parse_flow_output_async(
+    text: str, *, limit: int = FLOW_OUTPUT_LIMIT
+) -> FlowOutput | None:
+    """:func:`parse_flow_output`, in a worker thread when ``text`` is longer than
+    ``THREAD_THRESHOLD`` characters (so a large output never blocks the event loop)."""
+    if len(text) <= THREAD_THRESHOLD:
+        return parse_flow_output(text, limit=limit)
+    return await anyio.to_thread.run_sync(lambda: parse_flow_output(text, limit=limit))

@@ -14,7 +14,7 @@ import re
 
 from runkon.dsl import ScriptNode, format_duration
 from runkon.engine._attempts import Failure, Outcome, Success, describe_error, run_attempts
-from runkon.engine._flow_output import parse_flow_output
+from runkon.engine._flow_output import parse_flow_output_async
 from runkon.engine._node_call import on_fail_runner, step_key
 from runkon.engine._process import ERROR_TAIL, run_program
 from runkon.engine._protocols import StepContext
@@ -128,7 +128,7 @@ async def _run_once(
         )
     if result.returncode != 0:
         return Failure(f"script {node.name!r} {result.describe_exit()}" + result.stderr_tail())
-    flow = parse_flow_output(result.stdout)
+    flow = await parse_flow_output_async(result.stdout)
     if flow is None:
         return Success(
             context=result.stdout[:ERROR_TAIL], result_text=f"script {node.name!r} completed"

@@ -112,15 +112,33 @@ async def run_program(
 
 
 async def kill_process_group(process: Process) -> None:
-    """Stop the process and everything it started: SIGTERM, then SIGKILL after a grace."""
+    """Stop the process and everything it started: SIGTERM to the group, then SIGKILL to
+    the group after a grace period.
+
+    The SIGKILL is sent whether or not the leader exited on SIGTERM: a child that ignores
+    SIGTERM must not outlive the step. The grace ends early once the whole group is gone.
+    """
     if process.returncode is not None:
+        _signal_group(process.pid, signal.SIGKILL)  # whatever it left behind
         return
     _signal_group(process.pid, signal.SIGTERM)
     with anyio.move_on_after(KILL_GRACE):
         await process.wait()
-        return
+        while _group_alive(process.pid):  # noqa: ASYNC110 (no event to wait on)
+            await anyio.sleep(0.05)
     _signal_group(process.pid, signal.SIGKILL)
     await process.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -> None:

@@ -9,7 +9,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from runkon.engine import StepContext
+import anyio
+
+from runkon.engine import StepContext, run_program
 from runkon.persistence import RunStatus, StepStatus, Store
 
 from ._support import MakeEngine, Recorder, parse, rows, wait_dead
@@ -199,6 +201,39 @@ async def test_a_script_timeout_kills_the_whole_process_group(
     for name in ("bg.pid", "sh.pid"):
         pid = int((tmp_path / name).read_text())
         assert await wait_dead(pid), f"{name} process {pid} survived the timeout"
+
+
+async def test_a_timeout_kills_a_child_that_ignores_sigterm_after_the_leader_exits(
+    make_engine: MakeEngine, store: Store, tmp_path: Path
+) -> None:
+    # The leader dies on SIGTERM at once; its child ignores SIGTERM (issue 14.9).
+    wf = parse(
+        """
+        workflow w {
+          script hang {
+            run     = "(trap '' TERM; exec sleep 60) >/dev/null 2>&1 & echo $! > child.pid; wait"
+            timeout = "300ms"
+          }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        result = await engine.run(wf)
+
+    assert result.status == RunStatus.FAILED
+    pid = int((tmp_path / "child.pid").read_text())
+    assert await wait_dead(pid), f"the child {pid} that ignores SIGTERM survived"
+
+
+async def test_a_cancel_kills_a_child_that_ignores_sigterm_after_the_leader_exits(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"(trap '' TERM; exec sleep 60) >/dev/null 2>&1 & echo $! > {pidfile}; wait"
+    with anyio.move_on_after(0.3):
+        await run_program(["sh", "-c", script])
+    pid = int(pidfile.read_text())
+    assert await wait_dead(pid), f"the child {pid} that ignores SIGTERM survived the cancel"
 
 
 async def test_script_retries_are_honoured(
