@@ -19,7 +19,8 @@ is not executable, is an error naming the files. The program runs:
 
 - in the run's working directory (the directory ``runkon`` was started in), in its own
   process group, with stdin closed;
-- with the current environment plus every variable of the step as ``RUNKON_<NAME>``
+- with the current environment (without runkon's secrets such as ``RUNKON_TOKEN``, see
+  ``runkon.engine.inherited_environment``) plus every variable of the step as ``RUNKON_<NAME>``
   (inputs, ``prior_context``, ``prior_output``, ``gate_feedback``, FLOW_OUTPUT extras of
   earlier steps, ...; the name upper-cased, characters other than letters, digits and
   ``_`` turned into ``_``) -- the names ``script`` steps get for inputs -- and
@@ -59,7 +60,13 @@ from anyio.abc import Process
 import runkon
 from runkon.cli._common import CliError
 from runkon.dsl import CallNode, CallWorkflowNode, ParallelNode, ScriptNode, iter_nodes
-from runkon.engine import ProgramResult, kill_process_group, parse_flow_output_async, run_program
+from runkon.engine import (
+    ProgramResult,
+    inherited_environment,
+    kill_process_group,
+    parse_flow_output_async,
+    run_program,
+)
 
 __all__ = [
     "ActionFailedError",
@@ -193,7 +200,7 @@ class ActionsDirectory:
 
 
 def _environment(ctx: runkon.StepContext, params: runkon.ActionParams) -> dict[str, str]:
-    env = dict(os.environ)
+    env = inherited_environment()
     for name, value in params.inputs.items():
         if "\0" not in value:
             env["RUNKON_" + _ENV_NAME_RE.sub("_", name).upper()] = value

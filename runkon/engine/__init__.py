@@ -12,6 +12,7 @@ from runkon.engine._flow_output import parse_flow_output as parse_flow_output
 from runkon.engine._flow_output import parse_flow_output_async as parse_flow_output_async
 from runkon.engine._inputs import apply_inputs as apply_inputs
 from runkon.engine._process import ProgramResult as ProgramResult
+from runkon.engine._process import inherited_environment as inherited_environment
 from runkon.engine._process import kill_process_group as kill_process_group
 from runkon.engine._process import run_program as run_program
 from runkon.engine._protocols import ActionCallable as ActionCallable
@@ -62,6 +63,7 @@ __all__ = [
     "VariableMap",
     "WorkflowResult",
     "apply_inputs",
+    "inherited_environment",
     "kill_process_group",
     "parse_flow_output",
     "parse_flow_output_async",

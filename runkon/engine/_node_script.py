@@ -9,32 +9,45 @@ a FLOW_OUTPUT block from stdout; a non-zero exit fails with the tail of stderr.
 
 from __future__ import annotations
 
-import os
 import re
 
 from runkon.dsl import ScriptNode, format_duration
 from runkon.engine._attempts import Failure, Outcome, Success, describe_error, run_attempts
 from runkon.engine._flow_output import parse_flow_output_async
 from runkon.engine._node_call import on_fail_runner, step_key
-from runkon.engine._process import ERROR_TAIL, run_program
+from runkon.engine._process import ERROR_TAIL, inherited_environment, run_program
 from runkon.engine._protocols import StepContext
 from runkon.engine._state import RunState
 from runkon.engine._variables import shell_quote, substitute
 from runkon.persistence import StepRecord
 
+# Names an ``env`` block may not set: they change what the shell or the program loads
+# or runs before the step's command (loader, interpreter start-up and shell start-up
+# variables). Every ``LD_*`` and ``DYLD_*`` name and exported bash functions
+# (``BASH_FUNC_*``) are refused too, see ``_refused_env_key``.
 SENSITIVE_ENV_KEYS = frozenset(
     {
-        "LD_PRELOAD",
-        "LD_LIBRARY_PATH",
-        "DYLD_LIBRARY_PATH",
-        "DYLD_INSERT_LIBRARIES",
         "PATH",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
         "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PERL5LIB",
+        "PERL5OPT",
         "RUBYLIB",
+        "RUBYOPT",
         "NODE_PATH",
+        "NODE_OPTIONS",
         "GH_TOKEN",
     }
 )
+_REFUSED_ENV_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_")
 _INPUT_KEY_RE = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -66,8 +79,10 @@ async def run_script_node(state: RunState, node: ScriptNode, path: str, iteratio
 
 
 async def script_env(state: RunState, node: ScriptNode, ctx: StepContext) -> dict[str, str]:
-    """The process environment: ours, the provider's, the inputs, then ``node.env``."""
-    env = dict(os.environ)
+    """The process environment: ours (without runkon's secrets, see
+    ``inherited_environment``), the provider's, the inputs, then ``node.env`` (whose
+    refused names are logged and skipped)."""
+    env = inherited_environment()
     provider = state.services.script_env
     if provider is not None:
         identity = node.as_identity or state.as_identity or state.services.default_as_identity
@@ -78,7 +93,7 @@ async def script_env(state: RunState, node: ScriptNode, ctx: StepContext) -> dic
             env[f"CONDUCTOR_{key.upper()}"] = value  # what runkon-flow's scripts read
     variables = state.vars.snapshot()
     for key, template in node.env.items():
-        if key.upper() in SENSITIVE_ENV_KEYS or "=" in key or "\0" in key or not key:
+        if _refused_env_key(key):
             state.log.warning("script env key refused", script=node.name, key=key)
             continue
         value = substitute(template, variables)
@@ -87,6 +102,18 @@ async def script_env(state: RunState, node: ScriptNode, ctx: StepContext) -> dic
             continue
         env[key] = value
     return env
+
+
+def _refused_env_key(key: str) -> bool:
+    """Whether an ``env`` block may not set ``key`` (see ``SENSITIVE_ENV_KEYS``)."""
+    upper = key.upper()
+    return (
+        not key
+        or "=" in key
+        or "\0" in key
+        or upper in SENSITIVE_ENV_KEYS
+        or upper.startswith(_REFUSED_ENV_PREFIXES)
+    )
 
 
 async def _run_once(

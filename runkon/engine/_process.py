@@ -22,6 +22,27 @@ ERROR_TAIL = 2000
 DRAIN_GRACE = 1.0  # seconds to finish reading output after the program exits
 
 
+SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+
+
+def inherited_environment() -> dict[str, str]:
+    """Our environment as a step's program inherits it: without runkon's secrets.
+
+    Every ``RUNKON_*`` or ``CONDUCTOR_*`` variable whose name contains ``TOKEN``,
+    ``SECRET``, ``PASSWORD`` or ``KEY`` (e.g. the server's ``RUNKON_TOKEN``) is left out,
+    so an untrusted step cannot read the API token. A step that needs one gets it
+    explicitly (a ``script`` node's ``env`` block or the engine's ``script_env``).
+    """
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not (
+            name.upper().startswith(("RUNKON_", "CONDUCTOR_"))
+            and any(word in name.upper() for word in SECRET_ENV_WORDS)
+        )
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ProgramResult:
     """How a program ended.

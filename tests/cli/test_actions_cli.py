@@ -174,3 +174,20 @@ def test_a_dry_run_executes_nothing_and_passes_its_gates(tmp_path: Path) -> None
     assert "started (dry run)" in result.stdout
     assert "step 'ok' completed [approved]" in result.stdout
     assert not (tmp_path / "touched").exists()
+
+
+def test_executables_do_not_inherit_runkon_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runkon as rk
+    from runkon.cli._actions import _environment
+
+    monkeypatch.setenv("RUNKON_TOKEN", "server-secret")
+    monkeypatch.setenv("CONDUCTOR_SECRET", "server-secret")
+    monkeypatch.setenv("HOME_FOR_TEST", "kept")
+    ctx = rk.StepContext(
+        run_id="r", workflow_name="w", step_id="s", step_name="plan", step_key="plan"
+    )
+    env = _environment(ctx, rk.ActionParams(name="plan", inputs={"ticket": "T-1"}))
+    assert "RUNKON_TOKEN" not in env
+    assert "CONDUCTOR_SECRET" not in env
+    assert env["HOME_FOR_TEST"] == "kept"
+    assert env["RUNKON_TICKET"] == "T-1"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
+import pytest
 
 from runkon.engine import StepContext, run_program
 from runkon.persistence import RunStatus, StepStatus, Store
@@ -173,6 +174,48 @@ async def test_script_environment_inputs_env_block_provider_and_refused_keys(
     assert env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
     assert "DYLD_INSERT_LIBRARIES" not in env
     assert asked == [("show", "builder")]
+
+
+async def test_scripts_do_not_inherit_runkon_secrets_nor_set_loader_or_shell_variables(
+    make_engine: MakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNKON_TOKEN", "server-secret")
+    monkeypatch.setenv("RUNKON_API_KEY", "server-secret")
+    monkeypatch.setenv("RUNKON_USER", "alice")
+    wf = parse(
+        """
+        workflow w {
+          script show {
+            run = "env > env.txt"
+            env = {
+              LD_AUDIT       = "/evil.so"
+              LD_BIND_NOW    = "1"
+              BASH_ENV       = "/evil.sh"
+              ENV            = "/evil.sh"
+              IFS            = "x"
+              PYTHONSTARTUP  = "/evil.py"
+              NODE_OPTIONS   = "--require /evil.js"
+              KEPT           = "yes"
+            }
+          }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        result = await engine.run(wf)
+
+    assert result.succeeded, result.error
+    env = dict(
+        line.split("=", 1)
+        for line in (tmp_path / "env.txt").read_text().splitlines()
+        if "=" in line
+    )
+    assert "server-secret" not in (tmp_path / "env.txt").read_text()
+    assert env["RUNKON_USER"] == "alice"
+    assert env["KEPT"] == "yes"
+    for name in ("LD_AUDIT", "LD_BIND_NOW", "BASH_ENV", "ENV", "PYTHONSTARTUP", "NODE_OPTIONS"):
+        assert name not in env, name
+    assert env.get("IFS") != "x"
 
 
 async def test_a_script_timeout_kills_the_whole_process_group(
