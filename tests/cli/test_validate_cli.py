@@ -98,3 +98,14 @@ def test_non_utf8_file_is_reported_with_its_position(tmp_path: Path) -> None:
     result = runkon("validate", "bin.wf", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.startswith("bin.wf:2:8: file is not UTF-8 text")
+
+
+def test_a_fifo_or_device_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.wf")
+    for path in ("pipe.wf", "/dev/zero"):
+        result = runkon("validate", path, cwd=tmp_path)
+        assert result.returncode == 2, result
+        assert "not a regular file" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -387,3 +387,28 @@ def test_script_env_is_a_read_only_mapping() -> None:
     assert dict(node.env) == {"A": "1"}
     with pytest.raises(TypeError):
         node.env["A"] = "2"  # type: ignore[index]
+
+
+def test_load_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.wf"
+    os.mkfifo(fifo)
+    with pytest.raises(WorkflowNotFoundError) as info:
+        runkon.load_workflow(fifo)
+    assert "not a regular file" in str(info.value)
+
+
+def test_load_refuses_a_device() -> None:
+    with pytest.raises(WorkflowNotFoundError) as info:
+        runkon.load_workflow("/dev/zero")
+    assert "not a regular file" in str(info.value)
+
+
+def test_load_refuses_a_file_over_the_size_cap_reading_only_the_cap(tmp_path: Path) -> None:
+    from runkon.dsl._load import MAX_FILE_BYTES
+
+    big = tmp_path / "big.wf"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no 16 MiB write
+    with pytest.raises(DslSyntaxError) as info:
+        runkon.load_workflow(big)
+    assert "larger than 16 MiB" in info.value.problem
