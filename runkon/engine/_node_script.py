@@ -1,10 +1,14 @@
 """``script <name> { run = "..." }``: a shell command under ``sh -c``.
 
-Variables are shell-quoted into ``run`` (so a value is always one word) and substituted
-raw into ``env``. The process runs in its own session: a timeout or a cancellation kills
-its whole process group (SIGTERM, then SIGKILL after a grace period). ``retries`` and
-``on_fail`` work as for calls; a timeout records the attempt ``timed_out``. Exit 0 parses
-a FLOW_OUTPUT block from stdout; a non-zero exit fails with the tail of stderr.
+Variables never become shell syntax in ``run``: each ``{{name}}`` is replaced by a
+reference to an environment variable (``RUNKON_ARG_1``, ...) holding the value, written
+for the quoting around it, so the value arrives verbatim whether the placeholder is
+unquoted (one word), inside ``"..."`` or inside ``'...'`` (see ``shell_substitute``).
+In ``env`` values are substituted raw. The process runs in its own session: a timeout
+or a cancellation kills its whole process group (SIGTERM, then SIGKILL after a grace
+period). ``retries`` and ``on_fail`` work as for calls; a timeout records the attempt
+``timed_out``. Exit 0 parses a FLOW_OUTPUT block from stdout (in a worker thread when
+large); a non-zero exit fails with the tail of stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from runkon.engine._node_call import on_fail_runner, step_key
 from runkon.engine._process import ERROR_TAIL, inherited_environment, run_program
 from runkon.engine._protocols import StepContext
 from runkon.engine._state import RunState
-from runkon.engine._variables import shell_quote, substitute
+from runkon.engine._variables import shell_substitute, substitute
 from runkon.persistence import StepRecord
 
 # Names an ``env`` block may not set: they change what the shell or the program loads
@@ -133,9 +137,10 @@ async def _run_once(
         depth=state.depth,
         timeout=node.timeout,
     )
-    command = substitute(node.run, state.vars.snapshot(), quote=shell_quote)
+    command, arguments = shell_substitute(node.run, state.vars.snapshot())
     try:
         env = await script_env(state, node, ctx)
+        env.update(arguments)
     except Exception as exc:
         return Failure(
             f"script {node.name!r}: the script env provider failed: {describe_error(exc)}"

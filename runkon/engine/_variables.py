@@ -201,3 +201,66 @@ def substitute(
 def shell_quote(value: str) -> str:
     """Quote ``value`` for POSIX ``sh`` so it is one word, whatever it contains."""
     return shlex.quote(value)
+
+
+SHELL_ARG_PREFIX = "RUNKON_ARG_"
+
+
+def shell_substitute(template: str, variables: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Substitute ``{{name}}`` in a shell command so no value can become shell syntax.
+
+    Each placeholder becomes a reference to an environment variable
+    (``RUNKON_ARG_1``, ``RUNKON_ARG_2``, ... in order) holding the value, written for
+    the quoting it sits in: ``"$RUNKON_ARG_1"`` unquoted (one word),
+    ``${RUNKON_ARG_1}`` inside double quotes, ``'"$RUNKON_ARG_1"'`` inside single
+    quotes (the quote is closed around the reference). The value itself never enters
+    the command text, so whatever it holds (``$(...)``, backticks, quotes, newlines,
+    ``$VAR``) arrives verbatim where the workflow put it. Unknown names become empty
+    text, as with :func:`substitute`; NUL bytes are dropped (an environment value
+    cannot hold them).
+
+    Returns:
+        The command and the variables to add to its environment.
+    """
+    env: dict[str, str] = {}
+    out: list[str] = []
+    state = "plain"  # or "single", "double"
+    escaped = False
+    done = 0
+
+    def scan(text: str) -> None:
+        nonlocal state, escaped
+        for char in text:
+            if escaped:
+                escaped = False
+            elif state == "single":
+                if char == "'":
+                    state = "plain"
+            elif char == "\\":
+                escaped = True
+            elif char == "'" and state == "plain":
+                state = "single"
+            elif char == '"':
+                state = "double" if state == "plain" else "plain"
+
+    if "{{" not in template:
+        return template, env
+    for match in _PLACEHOLDER_RE.finditer(template):
+        before = template[done : match.start()]
+        scan(before)
+        out.append(before)
+        done = match.end()
+        value = variables.get(match.group(1))
+        if value is None:
+            continue
+        name = f"{SHELL_ARG_PREFIX}{len(env) + 1}"
+        env[name] = value.replace("\0", "")
+        escaped = False
+        if state == "single":
+            out.append(f"'\"${name}\"'")
+        elif state == "double":
+            out.append(f"${{{name}}}")
+        else:
+            out.append(f'"${name}"')
+    out.append(template[done:])
+    return "".join(out), env

@@ -126,6 +126,43 @@ async def test_a_hostile_value_is_one_shell_word_in_run_and_raw_in_env(
     assert (tmp_path / "env.txt").read_text() == hostile
 
 
+HOSTILE = [
+    "$(touch pwned)",
+    "`touch pwned`",
+    "'; touch pwned; '",
+    '"; touch pwned; "',
+    "a\nb; touch pwned",
+    "$HOME and ${HOME}",
+    "x' \"$(touch pwned)\" 'y",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+async def test_a_value_never_becomes_shell_syntax_in_any_quoting_position(
+    make_engine: MakeEngine, tmp_path: Path, hostile: str
+) -> None:
+    wf = parse(
+        """
+        workflow w {
+          inputs { value required }
+          script positions {
+            run = "printf '%s' {{value}} > plain.txt
+                   printf '%s' \\"<{{value}}>\\" > double.txt
+                   printf '%s' '<{{value}}>' > single.txt"
+          }
+        }
+        """
+    )
+    async with make_engine() as engine:
+        result = await engine.run(wf, {"value": hostile})
+
+    assert result.succeeded, result.error
+    assert not (tmp_path / "pwned").exists()
+    assert (tmp_path / "plain.txt").read_text() == hostile
+    assert (tmp_path / "double.txt").read_text() == f"<{hostile}>"
+    assert (tmp_path / "single.txt").read_text() == f"<{hostile}>"
+
+
 async def test_script_environment_inputs_env_block_provider_and_refused_keys(
     make_engine: MakeEngine, tmp_path: Path
 ) -> None:
