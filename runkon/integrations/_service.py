@@ -148,7 +148,10 @@ class RunkonApi:
         gate: str | None = None,
     ) -> CheckedRun:
         """Authenticate (401 first: an anonymous caller learns nothing, not even whether
-        the run exists), then look the run up (404) and authorize on it (403)."""
+        the run exists), then look the run up (404) and authorize on it (403).
+
+        ``gate`` may be a gate's name or its step id; a waiting gate is resolved first
+        and the authorizer sees its real name and type, whatever the caller wrote."""
         identity = await self.identify(headers)
         try:
             run = await self.engine.store.get_run(run_id)
@@ -164,10 +167,12 @@ class RunkonApi:
                 ),
                 None,
             )
+        # Authorize against the resolved gate, whether the caller named it by its name
+        # or by its step id: a rule keyed on the gate name must hold either way.
         target = Target(
             workflow_name=run.workflow_name,
             run_id=run_id,
-            gate_name=gate,
+            gate_name=waiting.gate_name if waiting is not None else gate,
             gate_type=waiting.gate_type if waiting is not None else None,
         )
         await self._authorize(identity, permission, target)

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 import runkon
 from runkon import ActionOutput, ActionParams, FlowEngine, StepContext, Store
-from runkon.integrations import Identity, Permission, Target, TokenAuthorizer
+from runkon.integrations import Authorizer, Identity, Permission, Target, TokenAuthorizer
 from runkon.integrations.fastapi import create_app
 
 WORKFLOWS = {
@@ -120,13 +120,15 @@ async def wait_until(read: Any, done: Any, *, timeout: float = 5.0) -> Any:
 
 
 @asynccontextmanager
-async def serving(store: Store, **app_options: Any) -> AsyncIterator[Harness]:
+async def serving(
+    store: Store, *, authorizer: Authorizer = AUTH, **app_options: Any
+) -> AsyncIterator[Harness]:
     """The app (engine started by its lifespan) and a client talking to it in-process."""
     rec = Recorder()
     engine = FlowEngine(store, fallback_action=rec, manage_store=False)
     options: dict[str, Any] = {"workflows": WORKFLOWS, "csrf_secret": "test-secret"}
     options.update(app_options)
-    app = create_app(engine, AUTH, **options)
+    app = create_app(engine, authorizer, **options)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

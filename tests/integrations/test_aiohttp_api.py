@@ -703,3 +703,32 @@ async def test_shutdown_ends_open_event_streams(engine: runkon.FlowEngine) -> No
     assert engine.events.subscriber_count == 0
     with pytest.raises(runkon.ExecutionError):
         await engine.start(RELEASE)
+
+
+async def test_a_rule_on_the_gate_name_holds_when_the_gate_is_named_by_step_id(
+    engine: runkon.FlowEngine,
+) -> None:
+    def gate_name_rule(who: Identity, permission: Permission, target: Target) -> bool:
+        if permission is Permission.DECIDE and target.gate_name == "approval":
+            return who.name == "alice"
+        return True
+
+    app = create_app(
+        engine,
+        TokenAuthorizer({"t-alice": "alice", "t-bob": "bob"}, rule=gate_name_rule),
+        workflows=CATALOG,
+    )
+    async with TestClient(TestServer(app)) as client:
+        run_id, gate = await start_waiting(client, "release")
+        for ref in ("approval", gate["step_id"]):
+            for decision in ("approve", "reject"):
+                resp = await client.post(
+                    f"/api/runs/{run_id}/gates/{ref}/{decision}", json={}, headers=auth("t-bob")
+                )
+                assert resp.status == 403, (ref, decision, await resp.text())
+        resp = await client.post(
+            f"/api/runs/{run_id}/gates/{gate['step_id']}/approve",
+            json={"selections": ["ship"]},
+            headers=auth("t-alice"),
+        )
+        assert resp.status == 200, await resp.text()

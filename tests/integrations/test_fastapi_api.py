@@ -12,9 +12,20 @@ import pytest
 from fastapi import FastAPI
 
 from runkon import FlowEngine, Store
+from runkon.integrations import Identity, Permission, Target, TokenAuthorizer
 from runkon.integrations.fastapi import create_router, runkon_lifespan
 
-from ._support import ALICE, AUTH, BOB, CAROL, WORKFLOWS, Recorder, serving, store_state
+from ._support import (
+    ALICE,
+    AUTH,
+    BOB,
+    CAROL,
+    TOKENS,
+    WORKFLOWS,
+    Recorder,
+    serving,
+    store_state,
+)
 
 
 async def test_start_list_and_get_a_run_with_its_steps(store: Store) -> None:
@@ -257,3 +268,31 @@ async def test_the_router_in_an_app_of_your_own(store: Store) -> None:
     assert entered == ["own"]
     with pytest.raises(TypeError, match="Authorizer is required"):
         create_router(engine)
+
+
+def gate_name_rule(who: Identity, permission: Permission, target: Target) -> bool:
+    """Only alice may decide the gate named ``human_approval``."""
+    if permission is Permission.DECIDE and target.gate_name == "human_approval":
+        return who.name == "alice"
+    return True
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+async def test_a_rule_on_the_gate_name_holds_when_the_gate_is_named_by_step_id(
+    store: Store, decision: str
+) -> None:
+    authorizer = TokenAuthorizer(TOKENS, rule=gate_name_rule)
+    async with serving(store, authorizer=authorizer) as h:
+        run_id = await h.start("ship", {"ticket": "T-9"})
+        [gate] = await h.waiting(run_id)
+        before = await store_state(store, run_id)
+        for ref in ("human_approval", gate.step_id):
+            answer = await h.client.post(
+                f"/api/runs/{run_id}/gates/{ref}/{decision}", json={}, headers=BOB
+            )
+            assert answer.status_code == 403, (ref, answer.text)
+        assert await store_state(store, run_id) == before
+        answer = await h.client.post(
+            f"/api/runs/{run_id}/gates/{gate.step_id}/{decision}", json={}, headers=ALICE
+        )
+        assert answer.status_code == 200, answer.text
