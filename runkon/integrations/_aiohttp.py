@@ -26,6 +26,7 @@ from runkon.integrations._schemas import (
 )
 from runkon.integrations._service import (
     MAX_LIST,
+    MAX_SEQ,
     ApiError,
     RunkonApi,
     WorkflowCatalog,
@@ -151,7 +152,7 @@ def add_routes(
 # --------------------------------------------------------------------------- handlers
 
 _LIMIT = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_LIST)])
-_AFTER = TypeAdapter(Annotated[int, Field(ge=0)])
+_AFTER = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_SEQ)])
 
 
 def _guarded(handler: Handler) -> Handler:

@@ -52,7 +52,13 @@ from runkon.integrations._schemas import (
     StartedRunOut,
     StartRunRequest,
 )
-from runkon.integrations._service import ApiError, RunkonApi, WorkflowCatalog, sse_stream
+from runkon.integrations._service import (
+    MAX_SEQ,
+    ApiError,
+    RunkonApi,
+    WorkflowCatalog,
+    sse_stream,
+)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -363,7 +369,9 @@ def create_router(
     async def events(
         request: Request,
         run_id: str,
-        after: int | None = Query(None, ge=0, description="replay events after this seq"),
+        after: int | None = Query(
+            None, ge=0, le=MAX_SEQ, description="replay events after this seq"
+        ),
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
     ) -> EventStreamResponse:
         resume_from = last_event_id or (str(after) if after is not None else None)

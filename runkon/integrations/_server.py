@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import uvicorn
+from fastapi import FastAPI
 
 from runkon import FlowEngine, SqliteStore
 from runkon.integrations._auth import TokenAuthorizer
@@ -81,7 +82,7 @@ def serve(
         workflows=workflows_dir,
         recover=True,
     )
-    app = create_app(engine, TokenAuthorizer({secret: _operator()}), workflows=workflows_dir)
+    app = build_app(engine, secret, workflows_dir)
     config = uvicorn.Config(
         app,
         host=host,
@@ -94,6 +95,17 @@ def serve(
     server = _Server(config, host, announce)
     with _terminate_returns():
         asyncio.run(server.serve())
+
+
+SERVE_NO_CATALOG_HINT = "restart `runkon serve` with --workflows DIR (a directory of .wf files)"
+
+
+def build_app(engine: FlowEngine, token: str, workflows_dir: str | None) -> FastAPI:
+    """The app :func:`serve` runs: one token for the operator, answers worded for
+    ``runkon serve``'s users (its flags, not the library's arguments)."""
+    app = create_app(engine, TokenAuthorizer({token: _operator()}), workflows=workflows_dir)
+    app.state.runkon.no_catalog_hint = SERVE_NO_CATALOG_HINT
+    return app
 
 
 class _Terminated(BaseException):

@@ -48,6 +48,8 @@ from runkon.integrations._schemas import (
 from runkon.persistence import GateReceipt, ReceiptOutcome, RunRecord, RunStatus
 
 MAX_LIST = 1_000
+MAX_SEQ = 2**63 - 1  # the largest event sequence number a store keeps (SQLite INTEGER)
+NO_CATALOG_HINT = "start it with workflows=<a directory, mapping or resolver>"
 
 
 class ApiError(Exception):
@@ -72,10 +74,11 @@ WorkflowCatalog = WorkflowResolver | Mapping[str, WorkflowDef] | str | os.PathLi
 
 
 def _catalog(workflows: WorkflowCatalog) -> WorkflowResolver | None:
-    if workflows is None or hasattr(workflows, "resolve"):
-        return workflows  # type: ignore[return-value]
+    # a path first: pathlib.Path has a ``resolve`` method of its own
     if isinstance(workflows, str | os.PathLike):
         return DirectoryWorkflowResolver(workflows)
+    if workflows is None or hasattr(workflows, "resolve"):
+        return workflows  # type: ignore[return-value]
     return InMemoryWorkflowResolver(workflows)
 
 
@@ -104,6 +107,10 @@ class RunkonApi:
         workflows: the catalog runs may be started from, by name: a resolver, a
             directory of ``.wf`` files or a mapping. ``None``: starting runs over HTTP
             is refused (404).
+
+    Attributes:
+        no_catalog_hint: how the 404 ``no_catalog`` answer says to give the server a
+            catalog; a front end such as ``runkon serve`` words it for its own users.
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class RunkonApi:
         self.engine = engine
         self.authorizer = authorizer
         self.workflows = _catalog(workflows)
+        self.no_catalog_hint = NO_CATALOG_HINT
 
     # ----------------------------------------------------------------- auth
 
@@ -210,13 +218,18 @@ class RunkonApi:
             raise ApiError(
                 404,
                 "no_catalog",
-                "this server has no workflow catalog; start it with workflows=...",
+                f"this server has no workflow catalog; {self.no_catalog_hint}",
             )
         resolver = self.workflows
         try:
             return await anyio.to_thread.run_sync(resolver.resolve, name)
         except WorkflowNotFoundError as exc:
-            raise ApiError(404, "unknown_workflow", str(exc)) from exc
+            # the resolver's detail may name server paths: never shown to clients
+            raise ApiError(
+                404,
+                "unknown_workflow",
+                f"no workflow {name!r} in this server's catalog; check the name",
+            ) from exc
         except DslError as exc:
             raise ApiError(422, "invalid_workflow", str(exc)) from exc
 
@@ -356,12 +369,16 @@ class RunkonApi:
         if last_event_id:
             try:
                 after = int(last_event_id)
-            except ValueError as exc:
+            except ValueError:
+                after = -1
+            if not 0 <= after <= MAX_SEQ:
+                shown = last_event_id if len(last_event_id) <= 40 else last_event_id[:40] + "..."
                 raise ApiError(
                     400,
                     "invalid_last_event_id",
-                    f"Last-Event-ID {last_event_id!r} is not an event sequence number",
-                ) from exc
+                    f"Last-Event-ID {shown!r} is not an event sequence number "
+                    f"(0 to {MAX_SEQ}); send the id of the last event you received",
+                )
         return self._events(run_id, after)
 
     async def _events(self, run_id: str, after_seq: int) -> AsyncIterator[EngineEvent]:

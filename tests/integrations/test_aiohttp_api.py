@@ -645,6 +645,10 @@ async def test_event_stream_refusals(client: Client) -> None:
         ("no-such-run", auth(), {}, 404, "unknown_run"),
         (run_id, {**auth(), "Last-Event-ID": "seven"}, {}, 400, "invalid_last_event_id"),
         (run_id, auth(), {"after": "seven"}, 422, "invalid_request"),
+        # beyond a 64-bit sequence number: refused, not a dead stream
+        (run_id, {**auth(), "Last-Event-ID": str(2**63)}, {}, 400, "invalid_last_event_id"),
+        (run_id, {**auth(), "Last-Event-ID": "-1"}, {}, 400, "invalid_last_event_id"),
+        (run_id, auth(), {"after": str(2**63)}, 422, "invalid_request"),
     ]
     for run, headers, params, expected_status, expected_error in cases:
         resp = await client.get(f"/api/runs/{run}/events", headers=headers, params=params)
@@ -732,3 +736,15 @@ async def test_a_rule_on_the_gate_name_holds_when_the_gate_is_named_by_step_id(
             headers=auth("t-alice"),
         )
         assert resp.status == 200, await resp.text()
+
+
+async def test_an_unknown_workflow_answer_shows_no_server_path(
+    engine: runkon.FlowEngine, tmp_path: Path
+) -> None:
+    app = create_app(engine, AUTH, workflows=tmp_path)
+    async with TestClient(TestServer(app)) as client:
+        status, body = await post(client, "/api/runs", body={"workflow": "nope"})
+        assert status == 404
+        assert_error(body, "unknown_workflow")
+        assert str(tmp_path) not in json.dumps(body)
+        assert "nope" in body["message"]

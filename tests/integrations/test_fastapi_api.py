@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -296,3 +297,37 @@ async def test_a_rule_on_the_gate_name_holds_when_the_gate_is_named_by_step_id(
             f"/api/runs/{run_id}/gates/{gate.step_id}/{decision}", json={}, headers=ALICE
         )
         assert answer.status_code == 200, answer.text
+
+
+async def test_an_unknown_workflow_answer_shows_no_server_path(
+    store: Store, tmp_path: Path
+) -> None:
+    async with serving(store, workflows=tmp_path) as h:
+        unknown = await h.client.post("/api/runs", json={"workflow": "nope"}, headers=ALICE)
+        assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_workflow")
+        assert str(tmp_path) not in unknown.text
+        assert "nope" in unknown.json()["message"]
+
+
+async def test_no_catalog_tells_library_users_about_workflows_argument(store: Store) -> None:
+    async with serving(store, workflows=None) as h:
+        answer = await h.client.post("/api/runs", json={"workflow": "ship"}, headers=ALICE)
+        assert (answer.status_code, answer.json()["error"]) == (404, "no_catalog")
+        assert "workflows=" in answer.json()["message"]
+        assert "--workflows" not in answer.json()["message"]
+
+
+async def test_no_catalog_tells_serve_users_about_the_workflows_flag(store: Store) -> None:
+    from runkon.integrations._server import build_app
+
+    engine = FlowEngine(store, manage_store=False)
+    app = build_app(engine, "t-op", None)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            answer = await client.post(
+                "/api/runs", json={"workflow": "ship"}, headers={"Authorization": "Bearer t-op"}
+            )
+    assert (answer.status_code, answer.json()["error"]) == (404, "no_catalog")
+    assert "--workflows DIR" in answer.json()["message"]
+    assert "workflows=" not in answer.json()["message"]

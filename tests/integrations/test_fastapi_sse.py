@@ -112,6 +112,13 @@ async def test_event_stream_of_a_finished_run_and_its_errors(store: Store) -> No
             f"/api/runs/{run_id}/events", headers={**ALICE, "Last-Event-ID": "x"}
         )
         assert (bad_id.status_code, bad_id.json()["error"]) == (400, "invalid_last_event_id")
+        for beyond in (str(2**63), "-1"):  # refused, not a dead stream
+            huge = await h.client.get(
+                f"/api/runs/{run_id}/events", headers={**ALICE, "Last-Event-ID": beyond}
+            )
+            assert (huge.status_code, huge.json()["error"]) == (400, "invalid_last_event_id")
+        huge_after = await h.client.get(f"/api/runs/{run_id}/events?after={2**63}", headers=ALICE)
+        assert (huge_after.status_code, huge_after.json()["error"]) == (422, "invalid_request")
 
 
 async def test_open_streams_end_cleanly_when_the_server_shuts_them(store: Store) -> None:
