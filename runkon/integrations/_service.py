@@ -78,7 +78,7 @@ def _catalog(workflows: WorkflowCatalog) -> WorkflowResolver | None:
     if isinstance(workflows, str | os.PathLike):
         return DirectoryWorkflowResolver(workflows)
     if workflows is None or hasattr(workflows, "resolve"):
-        return workflows  # type: ignore[return-value]
+        return workflows
     return InMemoryWorkflowResolver(workflows)
 
 
