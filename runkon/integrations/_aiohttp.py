@@ -25,11 +25,15 @@ from runkon.integrations._schemas import (
     StartRunRequest,
 )
 from runkon.integrations._service import (
+    MAX_BODY_BYTES,
     MAX_LIST,
     MAX_SEQ,
     ApiError,
     RunkonApi,
     WorkflowCatalog,
+    body_too_large,
+    declared_too_large,
+    encodable,
     sse_stream,
 )
 
@@ -55,6 +59,7 @@ def create_app(
     workflows: WorkflowCatalog = None,
     prefix: str = "/api",
     sse_keepalive: float = 15.0,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """An aiohttp application serving runkon's HTTP API over ``engine``.
 
@@ -70,12 +75,15 @@ def create_app(
             refuses ``POST /runs`` with 404.
         prefix: the path the routes are mounted under (``""`` for the root).
         sse_keepalive: idle seconds after which an event stream sends a comment line.
+        max_body_bytes: the largest request body accepted (default 1 MiB); larger ones
+            are answered 413 ``body_too_large`` without being read whole, and only
+            after the caller was authenticated.
 
     Returns:
         The application; ``app[RUNKON_API]`` is its :class:`~runkon.integrations.RunkonApi`.
     """
     app = web.Application()
-    api = RunkonApi(engine, authorizer, workflows=workflows)
+    api = RunkonApi(engine, authorizer, workflows=workflows, max_body_bytes=max_body_bytes)
     app[RUNKON_API] = api
     app.cleanup_ctx.append(engine_context(engine))
     add_routes(app, api, prefix=prefix, sse_keepalive=sse_keepalive)
@@ -185,22 +193,49 @@ def _invalid_request(errors: list[dict[str, Any]]) -> ApiError:
     return ApiError(422, "invalid_request", message, {"errors": errors})
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
 def _errors(exc: ValidationError, *loc: str) -> list[dict[str, Any]]:
-    errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False))
+    errors: list[dict[str, Any]] = encodable(exc.errors(include_url=False))
+    for error in errors:
+        if "ctx" in error:  # e.g. the ValueError of a validator, as FastAPI shows it
+            error["ctx"] = {
+                key: encodable(value if isinstance(value, _JSON_SCALARS) else str(value))
+                for key, value in error["ctx"].items()
+            }
     for error in errors:
         error["loc"] = [*loc, *error["loc"]]
     return errors
 
 
-async def _body(request: web.Request, model: type[ModelT], *, optional: bool) -> ModelT:
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is over ``limit`` bytes."""
+    if declared_too_large(request.headers.get("Content-Length"), limit):
+        raise body_too_large(limit)
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise body_too_large(limit)
+    return bytes(body)
+
+
+async def _body(
+    request: web.Request, model: type[ModelT], *, optional: bool, api: RunkonApi
+) -> ModelT:
     """The JSON request body as ``model``; an absent (or ``null``) body is ``model()``
     when ``optional``. A body must be sent as ``application/json``. Errors are worded as
-    FastAPI words them (the same JSON answers).
+    FastAPI words them (the same JSON answers). The caller is authenticated first, so an
+    anonymous request gets its 401 before its body is read.
 
     Raises:
-        ApiError: 422 ``invalid_request`` for a missing, malformed or invalid body.
+        ApiError: 401 without valid credentials, 413 ``body_too_large`` for a body over
+            ``api.max_body_bytes``, 422 ``invalid_request`` for a missing, malformed or
+            invalid body.
     """
-    raw = await request.read()
+    await api.identify(request.headers)
+    raw = await _read_capped(request, api.max_body_bytes)
     if raw and not _is_json(request):
         # as FastAPI does: only a JSON content type is parsed (a browser form cannot
         # post JSON cross-site without a preflight)
@@ -210,6 +245,9 @@ async def _body(request: web.Request, model: type[ModelT], *, optional: bool) ->
             raise _invalid_request(_errors(exc, "body")) from exc
     try:
         data = json.loads(raw) if raw.strip() else None
+    except RecursionError as exc:
+        deep = {"type": "json_invalid", "loc": ["body"], "msg": "JSON nested too deeply"}
+        raise _invalid_request([deep]) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         position = exc.pos if isinstance(exc, json.JSONDecodeError) else exc.start
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else exc.reason
@@ -267,7 +305,7 @@ class _Routes:
         self._open_streams: set[anyio.CancelScope] = set()
 
     async def start_run(self, request: web.Request) -> web.Response:
-        body = await _body(request, StartRunRequest, optional=False)
+        body = await _body(request, StartRunRequest, optional=False, api=self.api)
         _same_site(request)
         return _json(await self.api.start_run(request.headers, body), status=201)
 
@@ -285,7 +323,7 @@ class _Routes:
         return _json(await self.api.get_run(request.headers, request.match_info["run_id"]))
 
     async def cancel_run(self, request: web.Request) -> web.Response:
-        body = await _body(request, CancelRequest, optional=True)
+        body = await _body(request, CancelRequest, optional=True, api=self.api)
         _same_site(request)
         run_id = request.match_info["run_id"]
         return _json(await self.api.cancel_run(request.headers, run_id, body))
@@ -302,19 +340,19 @@ class _Routes:
         return _json(gates)
 
     async def approve(self, request: web.Request) -> web.Response:
-        body = await _body(request, DecisionRequest, optional=True)
+        body = await _body(request, DecisionRequest, optional=True, api=self.api)
         _same_site(request)
         run_id, gate = request.match_info["run_id"], request.match_info["gate"]
         return _json(await self.api.approve(request.headers, run_id, gate, body))
 
     async def reject(self, request: web.Request) -> web.Response:
-        body = await _body(request, DecisionRequest, optional=True)
+        body = await _body(request, DecisionRequest, optional=True, api=self.api)
         _same_site(request)
         run_id, gate = request.match_info["run_id"], request.match_info["gate"]
         return _json(await self.api.reject(request.headers, run_id, gate, body))
 
     async def feedback(self, request: web.Request) -> web.Response:
-        body = await _body(request, FeedbackRequest, optional=False)
+        body = await _body(request, FeedbackRequest, optional=False, api=self.api)
         _same_site(request)
         run_id, gate = request.match_info["run_id"], request.match_info["gate"]
         return _json(await self.api.feedback(request.headers, run_id, gate, body))

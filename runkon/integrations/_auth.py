@@ -95,9 +95,13 @@ class TokenAuthorizer:
 
     def identify(self, token: str) -> Identity | None:
         """The identity of ``token``, or ``None``."""
+        try:
+            presented = token.encode()
+        except UnicodeEncodeError:  # undecodable header bytes (aiohttp keeps them escaped)
+            return None
         found: Identity | None = None
         for known, who in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
+            if hmac.compare_digest(known.encode(), presented):
                 found = who
         return found
 

@@ -20,6 +20,7 @@ from starlette.types import Send
 from runkon import FlowEngine
 from runkon.integrations._auth import Authorizer, TokenAuthorizer
 from runkon.integrations._inbox import (
+    MAX_FORM_BYTES,
     PAGE_LIMIT,
     RECENT_RUNS,
     InboxCsrf,
@@ -53,10 +54,14 @@ from runkon.integrations._schemas import (
     StartRunRequest,
 )
 from runkon.integrations._service import (
+    MAX_BODY_BYTES,
     MAX_SEQ,
     ApiError,
     RunkonApi,
     WorkflowCatalog,
+    body_too_large,
+    declared_too_large,
+    encodable,
     sse_stream,
 )
 
@@ -92,7 +97,7 @@ def _error_response(exc: ApiError) -> JSONResponse:
 
 
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
-    problems = jsonable_encoder(exc.errors())
+    problems = encodable(jsonable_encoder(exc.errors()))
     first = problems[0] if problems else {}
     where = ".".join(str(part) for part in first.get("loc", ()))
     message = f"invalid request: {where}: {first.get('msg', 'invalid')}; fix it and resend"
@@ -100,15 +105,47 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=422)
 
 
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, read chunk by chunk and refused (413) as soon as it is over
+    ``limit`` bytes, so a huge body is never held whole. The body is kept on the
+    request, where FastAPI's own parsing finds it.
+
+    Raises:
+        ApiError: 413 ``body_too_large``.
+    """
+    if declared_too_large(request.headers.get("content-length"), limit):
+        raise body_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # Starlette's cache of the body: FastAPI parses this one
+    return body
+
+
 class _RunkonRoute(APIRoute):
     """Answers :class:`ApiError` and request-validation errors as ``ErrorOut`` JSON, so
-    the router needs no app-level exception handlers."""
+    the router needs no app-level exception handlers.
+
+    A request that may carry a body is authenticated before the body is read (401 first,
+    without reading it), then the body is read up to the api's ``max_body_bytes`` (413
+    beyond)."""
+
+    api: RunkonApi | None = None  # set by :func:`_route_class`
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        api = self.api
 
         async def guarded(request: Request) -> Response:
             try:
+                if api is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+                    await api.identify(request.headers)
+                    await read_capped(request, api.max_body_bytes)
                 response: Response = await handler(request)
             except ApiError as exc:
                 return _error_response(exc)
@@ -119,6 +156,11 @@ class _RunkonRoute(APIRoute):
         return guarded
 
 
+def _route_class(api: RunkonApi) -> type[APIRoute]:
+    """:class:`_RunkonRoute` bound to ``api`` (for authentication and the body cap)."""
+    return type("RunkonRoute", (_RunkonRoute,), {"api": api})
+
+
 def _doc(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
@@ -126,6 +168,7 @@ def _doc(description: str) -> dict[str, Any]:
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _doc("No valid credentials"),
     403: _doc("The authorization hook refused"),
+    413: _doc("The request body is over the server's limit"),
     422: _doc("Invalid request"),
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _doc("Unknown run or gate")}
@@ -196,13 +239,16 @@ class EventStreamResponse(StreamingResponse):
 
 
 def _api(
-    engine: FlowEngine | RunkonApi, authorizer: Authorizer | None, workflows: WorkflowCatalog
+    engine: FlowEngine | RunkonApi,
+    authorizer: Authorizer | None,
+    workflows: WorkflowCatalog,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> RunkonApi:
     if isinstance(engine, RunkonApi):
         return engine
     if authorizer is None:
         raise TypeError("create_router(engine, authorizer): an Authorizer is required")
-    return RunkonApi(engine, authorizer, workflows=workflows)
+    return RunkonApi(engine, authorizer, workflows=workflows, max_body_bytes=max_body_bytes)
 
 
 def _reject_cross_site(request: Request) -> None:
@@ -224,6 +270,7 @@ def create_router(
     workflows: WorkflowCatalog = None,
     prefix: str = "/api",
     keepalive: float = 15.0,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> APIRouter:
     """The JSON API (and the SSE event stream) over one engine.
 
@@ -236,6 +283,9 @@ def create_router(
             files, a mapping name -> WorkflowDef, or a resolver.
         prefix: where the routes live (``/api/runs``, ...).
         keepalive: idle seconds between SSE comment lines.
+        max_body_bytes: the largest request body accepted (413 ``body_too_large``
+            beyond; unused when ``engine`` is a ready ``RunkonApi``, whose own limit
+            holds). Bodies are read only once the caller is authenticated.
 
     Routes: ``POST /runs``, ``GET /runs``, ``GET /runs/{run_id}``,
     ``POST /runs/{run_id}/cancel``, ``GET /gates``,
@@ -243,11 +293,11 @@ def create_router(
     ``GET /runs/{run_id}/events`` (SSE, resumable from ``Last-Event-ID`` or ``?after=``).
     A gate is named by its name or its step id.
     """
-    api = _api(engine, authorizer, workflows)
+    api = _api(engine, authorizer, workflows, max_body_bytes)
     router = APIRouter(
         prefix=prefix,
         tags=["runkon"],
-        route_class=_RunkonRoute,
+        route_class=_route_class(api),
         dependencies=[Security(_bearer), Security(_cookie)],
         responses=_COMMON_ERRORS,
     )
@@ -477,7 +527,7 @@ def create_inbox_router(
         base = base_of(request)
         try:
             identity = await api.identify(request.headers)
-            form = parse_form(await request.body())
+            form = parse_form(await read_capped(request, MAX_FORM_BYTES))
         except ApiError as exc:
             if exc.status == 401:
                 return html(render_sign_in(base=base, error="Sign in again."), 401)
@@ -508,7 +558,7 @@ def create_inbox_router(
         if not origin_ok(request):
             return html(render_sign_in(base=base_of(request), error="Refused: another site."), 403)
         try:
-            form = parse_form(await request.body())
+            form = parse_form(await read_capped(request, MAX_FORM_BYTES))
         except ApiError as exc:
             return html(render_sign_in(base=base_of(request), error=exc.message), exc.status)
         return await _sign_in(request, (form.get("token") or [""])[0].strip(), link=False)
@@ -535,7 +585,7 @@ def create_inbox_router(
         base = base_of(request)
         try:
             identity = await api.identify(request.headers)
-            form = parse_form(await request.body())
+            form = parse_form(await read_capped(request, MAX_FORM_BYTES))
         except ApiError:
             return html(render_sign_in(base=base), 401, cookie=clear_session_cookie())
         token = (form.get("csrf") or [""])[0]
@@ -562,6 +612,7 @@ def create_app(
     csrf_secret: bytes | str | None = None,
     poll_interval: float = 1.0,
     title: str = "runkon",
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """A ready FastAPI app: the engine in its lifespan, the JSON API under
     ``api_prefix`` and (with ``inbox=True``) the web inbox under ``inbox_prefix``, with
@@ -577,8 +628,12 @@ def create_app(
         csrf_secret: see :func:`create_inbox_router`.
         poll_interval: seconds between the inbox's checks of the waiting gates for
             changes made by other processes (event streams are woken by the store).
+        max_body_bytes: the largest JSON API request body accepted (default 1 MiB);
+            larger ones are answered 413 ``body_too_large`` without being read whole,
+            and only after the caller was authenticated. Inbox forms are capped at
+            ``MAX_FORM_BYTES`` (256 KiB).
     """
-    api = RunkonApi(engine, authorizer, workflows=workflows)
+    api = RunkonApi(engine, authorizer, workflows=workflows, max_body_bytes=max_body_bytes)
     app = FastAPI(title=title, lifespan=runkon_lifespan(engine))
     app.state.runkon = api
     app.include_router(create_router(api, prefix=api_prefix))

@@ -38,6 +38,7 @@ PAGE_LIMIT = 200  # gates shown on one page
 RECENT_RUNS = 10  # finished or running runs shown under the gates
 SNAPSHOT_LIMIT = 500  # gates compared by the live feed's periodic check
 MAX_FORM_BYTES = 256 * 1024
+MAX_FORM_FIELDS = 1000
 GATE_EVENTS = frozenset(
     {
         "gate_waiting",
@@ -108,8 +109,8 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
     """An ``application/x-www-form-urlencoded`` body as name -> values.
 
     Raises:
-        ApiError: 413 when the body is larger than the inbox accepts, 400 when it is
-            not valid UTF-8.
+        ApiError: 413 when the body is larger than the inbox accepts or has more than
+            ``MAX_FORM_FIELDS`` fields, 400 when it is not valid UTF-8.
     """
     if len(body) > MAX_FORM_BYTES:
         raise ApiError(413, "form_too_large", "the form is too large; shorten the feedback")
@@ -117,7 +118,12 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_form", "the form is not UTF-8; resubmit it") from exc
-    return parse_qs(text, keep_blank_values=True, max_num_fields=1000)
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError as exc:  # more fields than max_num_fields
+        raise ApiError(
+            413, "form_too_large", f"the form has more than {MAX_FORM_FIELDS} fields; resubmit it"
+        ) from exc
 
 
 def security_headers(nonce: str | None = None) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runkon.persistence import GateReceipt, RunRecord, StepRecord, WaitingGate
 
@@ -18,7 +18,33 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- requests
 
 
-class StartRunRequest(_Model):
+def _check_text(value: Any) -> Any:
+    """``value`` unchanged if every string in it is encodable text; JSON allows lone
+    surrogates (``"\\ud800"``), which no store or page could keep."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "text with a lone surrogate (e.g. \\ud800) is not valid Unicode; send UTF-8 text"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_text(item)
+    return value
+
+
+class _Request(_Model):
+    """A request body: every string in it must be valid Unicode (422 otherwise)."""
+
+    _text = field_validator("*", mode="after")(_check_text)
+
+
+class StartRunRequest(_Request):
     """Start a run of a workflow the server knows by name."""
 
     workflow: str = Field(min_length=1, description="name of a workflow in the server's catalog")
@@ -26,7 +52,7 @@ class StartRunRequest(_Model):
     dry_run: bool = False
 
 
-class DecisionRequest(_Model):
+class DecisionRequest(_Request):
     """Approve or reject a gate. The approver is the authenticated caller."""
 
     feedback: str | None = Field(default=None, max_length=100_000)
@@ -35,14 +61,14 @@ class DecisionRequest(_Model):
     )
 
 
-class FeedbackRequest(_Model):
+class FeedbackRequest(_Request):
     """Approve a gate with feedback (a ``human_review``'s answer)."""
 
     feedback: str = Field(min_length=1, max_length=100_000)
     selections: list[str] | None = None
 
 
-class CancelRequest(_Model):
+class CancelRequest(_Request):
     """Cancel a run."""
 
     reason: str | None = Field(default=None, max_length=10_000)

@@ -49,6 +49,7 @@ from runkon.persistence import GateReceipt, ReceiptOutcome, RunRecord, RunStatus
 
 MAX_LIST = 1_000
 MAX_SEQ = 2**63 - 1  # the largest event sequence number a store keeps (SQLite INTEGER)
+MAX_BODY_BYTES = 1024 * 1024  # the default cap on a request body (JSON API: 1 MiB)
 NO_CATALOG_HINT = "start it with workflows=<a directory, mapping or resolver>"
 
 
@@ -82,6 +83,35 @@ def _catalog(workflows: WorkflowCatalog) -> WorkflowResolver | None:
     return InMemoryWorkflowResolver(workflows)
 
 
+def encodable(value: Any) -> Any:
+    """``value`` (JSON-like) with every string made UTF-8 encodable: a lone surrogate
+    sent in a request (``"\\ud800"``) is shown escaped when an error echoes it."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {encodable(key): encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [encodable(item) for item in value]
+    return value
+
+
+def body_too_large(limit: int) -> ApiError:
+    """The 413 answer to a request body over ``limit`` bytes."""
+    return ApiError(
+        413,
+        "body_too_large",
+        f"the request body is larger than the {limit} bytes this server accepts; "
+        "send a smaller one",
+    )
+
+
+def declared_too_large(content_length: str | None, limit: int) -> bool:
+    """Whether a ``Content-Length`` header already says the body is over ``limit``."""
+    return content_length is not None and content_length.isdigit() and int(content_length) > limit
+
+
 class CheckedRun(NamedTuple):
     """What :meth:`RunkonApi.check_run` found: the caller, the run, and the step id of
     the waiting gate the request names (``None``: none of that name waits)."""
@@ -107,6 +137,9 @@ class RunkonApi:
         workflows: the catalog runs may be started from, by name: a resolver, a
             directory of ``.wf`` files or a mapping. ``None``: starting runs over HTTP
             is refused (404).
+        max_body_bytes: the largest request body accepted; a larger one is answered
+            413 ``body_too_large`` without being read whole. Bodies are read only after
+            the caller was authenticated (an anonymous request gets its 401 first).
 
     Attributes:
         no_catalog_hint: how the 404 ``no_catalog`` answer says to give the server a
@@ -119,8 +152,10 @@ class RunkonApi:
         authorizer: Authorizer,
         *,
         workflows: WorkflowCatalog = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.engine = engine
+        self.max_body_bytes = max_body_bytes
         self.authorizer = authorizer
         self.workflows = _catalog(workflows)
         self.no_catalog_hint = NO_CATALOG_HINT
