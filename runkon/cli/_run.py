@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
     """``["k=v", ...]`` as a dict.
 
     Raises:
-        CliError: an item has no ``=`` or an empty key, or a key is given twice.
+        CliError: an item has no ``=`` or an empty key, a key is given twice, or an
+            item is not valid UTF-8 (bytes the locale could not decode).
     """
     inputs: dict[str, str] = {}
     for pair in pairs:
@@ -117,6 +119,13 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
             raise CliError(f"--input {pair!r} is not KEY=VALUE (e.g. --input ticket=T-1)")
         if key in inputs:
             raise CliError(f"--input {key!r} is given twice; give each input once")
+        try:
+            pair.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the locale could not decode (surrogateescape)
+            shown = repr(os.fsencode(pair))[2:-1]  # the bytes as given, e.g. ticket=\xff
+            raise CliError(
+                f"--input '{shown}' is not valid UTF-8 text; pass the value as UTF-8"
+            ) from None
         inputs[key] = value
     return inputs
 

@@ -40,6 +40,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--workflows", metavar="DIR", help="directory of the workflows runs are started from"
     )
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve the API docs at /docs and /openapi.json (readable without a token)",
+    )
     parser.set_defaults(handler=serve)
 
 
@@ -67,6 +72,7 @@ def serve(args: argparse.Namespace) -> int:
             actions=loaded.actions,
             fallback_action=loaded.fallback_action,
             workflows_dir=args.workflows,
+            docs=args.docs,
         )
     except KeyboardInterrupt:
         pass

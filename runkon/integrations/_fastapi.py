@@ -613,6 +613,7 @@ def create_app(
     poll_interval: float = 1.0,
     title: str = "runkon",
     max_body_bytes: int = MAX_BODY_BYTES,
+    docs: bool = True,
 ) -> FastAPI:
     """A ready FastAPI app: the engine in its lifespan, the JSON API under
     ``api_prefix`` and (with ``inbox=True``) the web inbox under ``inbox_prefix``, with
@@ -632,9 +633,14 @@ def create_app(
             larger ones are answered 413 ``body_too_large`` without being read whole,
             and only after the caller was authenticated. Inbox forms are capped at
             ``MAX_FORM_BYTES`` (256 KiB).
+        docs: serve ``/docs``, ``/redoc`` and ``/openapi.json``. They are served
+            without a token (they describe the API, no data); ``False`` hides them.
     """
     api = RunkonApi(engine, authorizer, workflows=workflows, max_body_bytes=max_body_bytes)
-    app = FastAPI(title=title, lifespan=runkon_lifespan(engine))
+    hidden: dict[str, Any] = {}
+    if not docs:
+        hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title=title, lifespan=runkon_lifespan(engine), **hidden)
     app.state.runkon = api
     app.include_router(create_router(api, prefix=api_prefix))
     if inbox:

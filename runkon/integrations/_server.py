@@ -51,6 +51,7 @@ def serve(
     actions: Mapping[str, Any] | None = None,
     fallback_action: Any | None = None,
     workflows_dir: str | None = None,
+    docs: bool = False,
 ) -> None:
     """Serve runkon's JSON API (``/api``) and web inbox (``/inbox``) until interrupted.
 
@@ -68,6 +69,8 @@ def serve(
         actions: executors by name, for the runs this server drives.
         fallback_action: executor for every other call name.
         workflows_dir: the directory of ``.wf`` files ``POST /api/runs`` starts by name.
+        docs: serve the API docs (``/docs``, ``/openapi.json``), which need no token;
+            off by default.
 
     Blocks until Ctrl-C or SIGTERM; open streams get a few seconds to close, and runs
     still going stay resumable.
@@ -82,7 +85,7 @@ def serve(
         workflows=workflows_dir,
         recover=True,
     )
-    app = build_app(engine, secret, workflows_dir)
+    app = build_app(engine, secret, workflows_dir, docs=docs)
     config = uvicorn.Config(
         app,
         host=host,
@@ -91,7 +94,7 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
-    announce = _Announcement(db, workflows_dir, secret if generated else None)
+    announce = _Announcement(db, workflows_dir, secret if generated else None, docs=docs)
     server = _Server(config, host, announce)
     with _terminate_returns():
         asyncio.run(server.serve())
@@ -100,10 +103,15 @@ def serve(
 SERVE_NO_CATALOG_HINT = "restart `runkon serve` with --workflows DIR (a directory of .wf files)"
 
 
-def build_app(engine: FlowEngine, token: str, workflows_dir: str | None) -> FastAPI:
+def build_app(
+    engine: FlowEngine, token: str, workflows_dir: str | None, *, docs: bool = False
+) -> FastAPI:
     """The app :func:`serve` runs: one token for the operator, answers worded for
-    ``runkon serve``'s users (its flags, not the library's arguments)."""
-    app = create_app(engine, TokenAuthorizer({token: _operator()}), workflows=workflows_dir)
+    ``runkon serve``'s users (its flags, not the library's arguments), the API docs
+    only when asked for (``--docs``)."""
+    app = create_app(
+        engine, TokenAuthorizer({token: _operator()}), workflows=workflows_dir, docs=docs
+    )
     app.state.runkon.no_catalog_hint = SERVE_NO_CATALOG_HINT
     return app
 
@@ -131,8 +139,11 @@ def _terminate_returns() -> Iterator[None]:
 
 
 class _Announcement:
-    def __init__(self, db: str, workflows_dir: str | None, generated_token: str | None) -> None:
+    def __init__(
+        self, db: str, workflows_dir: str | None, generated_token: str | None, *, docs: bool
+    ) -> None:
         self.db = db
+        self.docs = docs
         self.workflows_dir = workflows_dir
         self.generated_token = generated_token
 
@@ -140,7 +151,8 @@ class _Announcement:
         lines = [f"runkon serve: database {self.db}"]
         if self.workflows_dir is not None:
             lines.append(f"  workflows: {self.workflows_dir}/<name>.wf")
-        lines.append(f"  API:   {url}/api  (Authorization: Bearer <token>; docs at {url}/docs)")
+        docs = f"; docs at {url}/docs" if self.docs else ""
+        lines.append(f"  API:   {url}/api  (Authorization: Bearer <token>{docs})")
         if self.generated_token is not None:
             lines.append(f"  inbox: {url}/inbox/sign-in?token={self.generated_token}")
             lines.append(

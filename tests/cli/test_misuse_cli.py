@@ -3,6 +3,7 @@ read commands never create a database."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,11 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert exited.value.code == 0
     assert f"usage: runkon {command}" in capsys.readouterr().out
+
+
+def test_an_input_that_is_not_utf8_exits_two(workdir: Path) -> None:
+    undecodable = os.fsdecode(b"ticket=\xff")  # the bytes reach the process as given
+    result = runkon("run", "needs.wf", "-i", undecodable, "--db", "utf.db", cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--input 'ticket=\\xff' is not valid UTF-8 text" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -331,3 +331,15 @@ async def test_no_catalog_tells_serve_users_about_the_workflows_flag(store: Stor
     assert (answer.status_code, answer.json()["error"]) == (404, "no_catalog")
     assert "--workflows DIR" in answer.json()["message"]
     assert "workflows=" not in answer.json()["message"]
+
+
+@pytest.mark.parametrize("docs", [False, True])
+async def test_serve_shows_the_api_docs_only_when_asked(store: Store, docs: bool) -> None:
+    from runkon.integrations._server import build_app
+
+    app = build_app(FlowEngine(store, manage_store=False), "t-op", None, docs=docs)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for path in ("/docs", "/openapi.json"):
+            answer = await client.get(path)
+            assert answer.status_code == (200 if docs else 404), path
