@@ -35,7 +35,6 @@ from runkon.integrations._inbox import (
     render_page,
     render_problem,
     render_sign_in,
-    render_signed_in,
     same_origin,
     security_headers,
     session_cookie,
@@ -548,10 +547,9 @@ def create_inbox_router(
 
     @router.get("/sign-in")
     async def sign_in_page(request: Request, token: str | None = Query(None)) -> Response:
-        base = base_of(request)
-        if token is None:
-            return html(render_sign_in(base=base))
-        return await _sign_in(request, token, link=True)
+        # A GET never signs in (login CSRF): the link's token fills a form that the
+        # visitor posts, same-site, with one click.
+        return html(render_sign_in(base=base_of(request), token=token))
 
     @router.post("/sign-in")
     async def sign_in(request: Request) -> Response:
@@ -561,9 +559,9 @@ def create_inbox_router(
             form = parse_form(await read_capped(request, MAX_FORM_BYTES))
         except ApiError as exc:
             return html(render_sign_in(base=base_of(request), error=exc.message), exc.status)
-        return await _sign_in(request, (form.get("token") or [""])[0].strip(), link=False)
+        return await _sign_in(request, (form.get("token") or [""])[0].strip())
 
-    async def _sign_in(request: Request, token: str, *, link: bool) -> Response:
+    async def _sign_in(request: Request, token: str) -> Response:
         base = base_of(request)
         identity = None
         if token:
@@ -574,8 +572,6 @@ def create_inbox_router(
             error = "This token cannot be kept in a browser cookie; sign in with another one."
             return html(render_sign_in(base=base, error=error), 400)
         cookie = session_cookie(token, secure=request.url.scheme == "https")
-        if link:
-            return html(render_signed_in(base=base), cookie=cookie)
         response = RedirectResponse(base, status_code=303, headers=security_headers())
         response.headers.append("Set-Cookie", cookie)
         return response

@@ -531,9 +531,26 @@ def render_page(
     )
 
 
-def render_sign_in(*, base: str, error: str | None = None) -> str:
-    """The sign-in form: paste the server's token once; a cookie keeps you signed in."""
+def render_sign_in(*, base: str, error: str | None = None, token: str | None = None) -> str:
+    """The sign-in form: paste the server's token once; a cookie keeps you signed in.
+
+    With ``token`` (the ``?token=`` of the link ``runkon serve`` prints) the form holds
+    it and asks for one click: the cookie is set only by that same-site POST, never by a
+    GET, so another site cannot sign a visitor in under its own token (login CSRF).
+    """
     problem = f'<div class="notice error" role="alert">{_e(error)}</div>' if error else ""
+    if token is not None:
+        return _document(
+            "Sign in — runkon inbox",
+            "<header><h1>runkon inbox</h1></header><main>"
+            f"{problem}<h2>Sign in</h2>"
+            f'<form method="post" action="{_e(base)}/sign-in">'
+            f'<input type="hidden" name="token" value="{_e(token)}">'
+            '<button class="approve" id="sign-in" autofocus>Sign in to this inbox</button>'
+            '</form><p class="empty">Only continue if you opened the link '
+            "<code>runkon serve</code> printed.</p></main>",
+            base=base,
+        )
     return _document(
         "Sign in — runkon inbox",
         "<header><h1>runkon inbox</h1></header><main>"
@@ -543,20 +560,6 @@ def render_sign_in(*, base: str, error: str | None = None) -> str:
         'required autofocus></label> <button class="approve">Sign in</button></form>'
         '<p class="empty">The token is the one <code>runkon serve</code> printed '
         "(or <code>$RUNKON_TOKEN</code>).</p></main>",
-        base=base,
-    )
-
-
-def render_signed_in(*, base: str) -> str:
-    """The answer to a ``?token=`` sign-in link: moves on to the inbox.
-
-    A page (not a redirect) so that the SameSite=Strict cookie just set is sent with the
-    next request even when the link was opened from another application.
-    """
-    return _document(
-        "Signed in — runkon inbox",
-        f'<meta http-equiv="refresh" content="0;url={_e(base)}">'
-        f'<main><p>Signed in. <a href="{_e(base)}">Open the inbox</a>.</p></main>',
         base=base,
     )
 

@@ -151,7 +151,9 @@ def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
 ) -> None:
     first = server.start_run("T-1")
 
-    browser.get(server.sign_in_link)
+    browser.get(server.sign_in_link)  # a page with one button: GET never signs in
+    assert browser.get_cookies() == []
+    browser.find_element(By.ID, "sign-in").click()
     WebDriverWait(browser, 10).until(lambda d: d.current_url == f"{server.base}/inbox")
     card = gate_card(browser, first)
     assert "Ship T-1?" in card.text
