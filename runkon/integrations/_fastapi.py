@@ -19,6 +19,7 @@ from starlette.types import Send
 
 from runkon import FlowEngine
 from runkon.integrations._auth import Authorizer, TokenAuthorizer
+from runkon.integrations._docs import add_docs
 from runkon.integrations._inbox import (
     MAX_FORM_BYTES,
     PAGE_LIMIT,
@@ -631,12 +632,17 @@ def create_app(
             ``MAX_FORM_BYTES`` (256 KiB).
         docs: serve ``/docs``, ``/redoc`` and ``/openapi.json``. They are served
             without a token (they describe the API, no data); ``False`` hides them.
+            Their scripts are served by the app itself (no internet needed) when the
+            ``fastapi-offline`` package of the ``fastapi`` extra is installed.
     """
     api = RunkonApi(engine, authorizer, workflows=workflows, max_body_bytes=max_body_bytes)
-    hidden: dict[str, Any] = {}
+    # the docs pages are added by add_docs (their scripts served from the package)
+    hidden: dict[str, Any] = {"docs_url": None, "redoc_url": None}
     if not docs:
-        hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None}
+        hidden["openapi_url"] = None
     app = FastAPI(title=title, lifespan=runkon_lifespan(engine), **hidden)
+    if docs:
+        add_docs(app)
     app.state.runkon = api
     app.include_router(create_router(api, prefix=api_prefix))
     if inbox:

@@ -343,3 +343,22 @@ async def test_serve_shows_the_api_docs_only_when_asked(store: Store, docs: bool
         for path in ("/docs", "/openapi.json"):
             answer = await client.get(path)
             assert answer.status_code == (200 if docs else 404), path
+
+
+async def test_the_docs_pages_need_no_internet(store: Store) -> None:
+    async with serving(store) as h:
+        for page, script in (
+            ("/docs", "/docs/static/swagger-ui-bundle.js"),
+            ("/redoc", "/docs/static/redoc.standalone.js"),
+        ):
+            html = await h.client.get(page)
+            assert html.status_code == 200
+            assert script in html.text
+            assert "cdn.jsdelivr.net" not in html.text
+            asset = await h.client.get(script)
+            assert asset.status_code == 200
+            assert asset.headers["content-type"].startswith("text/javascript")
+            assert len(asset.content) > 100_000
+        css = await h.client.get("/docs/static/swagger-ui.css")
+        assert (css.status_code, css.headers["content-type"][:8]) == (200, "text/css")
+        assert (await h.client.get("/docs/static/nope.js")).status_code == 404
