@@ -43,11 +43,13 @@ from runkon.engine._services import ChildRequest, EngineServices
 from runkon.engine._state import Metrics, RunState, event
 from runkon.engine._summary import build_summary
 from runkon.errors import (
+    CorruptRecordError,
     ExecutionError,
     InvalidTransitionError,
     LeaseLostError,
     StoreError,
     UnknownGateError,
+    WorkflowValidationError,
 )
 from runkon.events import EngineEvent, EventBus, EventSink, LeaseLost, event_from_record
 from runkon.persistence import (
@@ -454,8 +456,16 @@ class FlowEngine:
         Completed steps are skipped and their outputs restored; a waiting gate keeps its
         original deadline; a ``cancelling`` run finishes its cancellation.
 
+        The run's workflow (its definition snapshot) is validated against this engine's
+        registries first, as :meth:`start` does, before the run is claimed: a run whose
+        executors (or child workflows, gate types, item providers) are missing here is
+        refused and left untouched, resumable by an engine that has them.
+
         Raises:
             UnknownRunError: no such run.
+            CorruptRecordError: the run's definition snapshot cannot be read.
+            WorkflowValidationError: this engine cannot run the workflow (e.g. an action
+                has no executor); the run is left as it was.
             ExecutionError: the run already finished, is a child run (resume its top-level
                 run), or has no definition snapshot.
             RunAlreadyOwnedError: another engine holds a live lease on it.
@@ -471,6 +481,7 @@ class FlowEngine:
             raise ExecutionError(
                 f"run {run_id!r} is a child of run {run.parent_run_id!r}; resume that run"
             )
+        await self._validate_async(_snapshot_workflow(run))
         state = await self._resume_state(run, depth=0)
         handle = RunHandle(self, run.id, state.workflow.name)
         self._register(state, handle)
@@ -480,9 +491,7 @@ class FlowEngine:
     async def _resume_state(
         self, run: RunRecord, depth: int, *, wait_for_lease: bool = False
     ) -> RunState:
-        if not run.definition_snapshot:
-            raise ExecutionError(f"run {run.id!r} has no definition snapshot to resume from")
-        workflow = WorkflowDef.from_json(run.definition_snapshot)
+        workflow = _snapshot_workflow(run)
         generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
         if generation is None and wait_for_lease:
             generation = await self._await_expired_lease(run.id)
@@ -529,8 +538,8 @@ class FlowEngine:
                 continue
             try:
                 self.recovered.append(await self.resume(run.id))
-            except (ExecutionError, StoreError) as exc:
-                _log.warning("run not recovered", run_id=run.id, error=str(exc))
+            except (ExecutionError, StoreError, WorkflowValidationError) as exc:
+                _log.warning("run not recovered; it stays resumable", run_id=run.id, error=str(exc))
 
     async def _run_child(self, parent: RunState, request: ChildRequest) -> WorkflowResult:
         """Run (or resume) a child workflow inline, in the parent's task."""
@@ -878,3 +887,19 @@ class FlowEngine:
     def active_runs(self) -> list[str]:
         """Ids of the runs this engine is driving now (children included)."""
         return list(self._runs)
+
+
+def _snapshot_workflow(run: RunRecord) -> WorkflowDef:
+    """The workflow ``run`` was started with, rebuilt from its definition snapshot.
+
+    Raises:
+        ExecutionError: the run has no snapshot.
+        CorruptRecordError: the snapshot cannot be read.
+    """
+    if not run.definition_snapshot:
+        raise ExecutionError(f"run {run.id!r} has no definition snapshot to resume from")
+    try:
+        return WorkflowDef.from_json(run.definition_snapshot)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        detail = str(exc).splitlines()[0]
+        raise CorruptRecordError("runs", run.id, "definition_snapshot", detail) from None

@@ -231,3 +231,28 @@ def test_resume_takes_over_a_run_whose_process_was_killed(
     finished = runkon("resume", run_id, "--db", "runs.db", cwd=tmp_path)
     assert finished.returncode == 1
     assert "already completed; there is nothing to resume" in finished.stderr
+
+
+def test_resume_without_the_runs_executors_refuses_and_leaves_it_resumable(
+    tmp_path: Path, background: list[Background]
+) -> None:
+    ship(tmp_path)
+    (tmp_path / "actions").rename(tmp_path / "acts")
+    run, run_id = start_waiting(tmp_path, background, "--actions", "acts")
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+
+    refused = runkon("resume", run_id, "--db", "runs.db", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "'deploy'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)
+    assert re.search(rf"^{run_id}\s+ship\s+waiting\s", listed.stdout, re.M)
+
+    resumed = Background("resume", run_id, "--actions", "acts", "--db", "runs.db", cwd=tmp_path)
+    background.append(resumed)
+    resumed.wait_for(r"approve: runkon approve .* approve-ship --db runs.db")
+    approved = runkon("approve", run_id, "--select", "ship", "--db", "runs.db", cwd=tmp_path)
+    assert approved.returncode == 0, approved.stderr
+    assert resumed.wait(timeout=FINISH_BOUND) == 0, resumed.stderr
+    assert "step 'deploy' completed" in resumed.stdout

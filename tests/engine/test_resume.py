@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import anyio
 import pytest
+import structlog.testing
 
 import runkon
 from runkon.engine import EngineShutdownError, FlowEngine, RunAlreadyOwnedError, WorkflowResult
@@ -617,3 +618,44 @@ async def test_steps_skipped_on_resume_are_announced_as_step_skipped_events(
     after = (await events(store, run_id))[resumed_from:]
     skipped = [e.data["step_name"] for e in after if e.type == "step_skipped"]
     assert skipped == ["a", "b"]
+
+
+async def test_resume_refuses_before_touching_the_run_when_an_executor_is_missing(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    rec.on("b", FOREVER)
+    wf = parse("workflow w { call a  call b  call c }")
+    run_id = await interrupt(make_engine, rec, wf, at="b")
+
+    async with make_engine(fallback_action=None, actions={"a": Recorder()}) as engine:
+        with pytest.raises(runkon.WorkflowValidationError, match="'b'"):
+            await engine.resume(run_id)
+
+    run = await store.get_run(run_id)
+    assert run.status == RunStatus.RUNNING  # left resumable, not failed
+    assert run.owner_token is None
+    again, result = await resume(make_engine, run_id)  # the executors are back
+    assert result.succeeded
+    assert again.names() == ["b", "c"]
+
+
+async def test_recover_leaves_a_run_with_missing_executors_resumable(
+    make_engine: MakeEngine, rec: Recorder, store: Store
+) -> None:
+    rec.on("b", FOREVER)
+    stuck = await interrupt(make_engine, rec, parse("workflow w { call b  call c }"), at="b")
+    fine = await interrupt(make_engine, rec, parse("workflow v { call a  call b }"), at="b")
+
+    again = Recorder()
+    actions = {"a": again, "b": again}  # no executor for `c`, which `stuck` still needs
+    with structlog.testing.capture_logs() as logs:
+        async with make_engine(fallback_action=None, actions=actions, recover=True) as engine:
+            assert [handle.run_id for handle in engine.recovered] == [fine]
+            assert (await engine.recovered[0].result(timeout=10)).succeeded
+
+    run = await store.get_run(stuck)
+    assert run.status == RunStatus.RUNNING  # not resumed, not failed: still resumable
+    assert run.owner_token is None
+    [log] = [entry for entry in logs if entry.get("run_id") == stuck]
+    assert log["event"] == "run not recovered; it stays resumable"
+    assert "'c'" in log["error"]
