@@ -902,4 +902,4 @@ def _snapshot_workflow(run: RunRecord) -> WorkflowDef:
         return WorkflowDef.from_json(run.definition_snapshot)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         detail = str(exc).splitlines()[0]
-        raise CorruptRecordError("runs", run.id, "definition_snapshot", detail) from None
+        raise CorruptRecordError("workflow_runs", run.id, "definition_snapshot", detail) from None

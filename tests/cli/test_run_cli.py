@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -256,3 +257,27 @@ def test_resume_without_the_runs_executors_refuses_and_leaves_it_resumable(
     assert approved.returncode == 0, approved.stderr
     assert resumed.wait(timeout=FINISH_BOUND) == 0, resumed.stderr
     assert "step 'deploy' completed" in resumed.stdout
+
+
+def test_a_run_with_a_corrupt_snapshot_is_a_clear_error_and_serve_still_serves(
+    tmp_path: Path, background: list[Background]
+) -> None:
+    ship(tmp_path)
+    run, run_id = start_waiting(tmp_path, background)
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        db.execute("UPDATE workflow_runs SET definition_snapshot = '{\"x' WHERE id = ?", (run_id,))
+
+    resumed = runkon("resume", run_id, "--db", "runs.db", cwd=tmp_path)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    [line] = resumed.stderr.strip().splitlines()
+    assert run_id in line
+    assert "definition_snapshot" in line
+
+    server = Background("serve", "--port", "0", "--db", "runs.db", cwd=tmp_path)
+    background.append(server)
+    server.wait_for(r"API:\s+http://")
+    server.signal(signal.SIGINT)
+    assert server.wait() == 0, server.stderr

@@ -7,14 +7,17 @@ sees is exactly what ran again.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import anyio
 import pytest
 import structlog.testing
 
 import runkon
+import runkon.errors
 from runkon.engine import EngineShutdownError, FlowEngine, RunAlreadyOwnedError, WorkflowResult
 from runkon.persistence import FanOutItemStatus, RunStatus, StepStatus, Store
 
@@ -659,3 +662,27 @@ async def test_recover_leaves_a_run_with_missing_executors_resumable(
     [log] = [entry for entry in logs if entry.get("run_id") == stuck]
     assert log["event"] == "run not recovered; it stays resumable"
     assert "'c'" in log["error"]
+
+
+async def test_recover_skips_a_run_whose_snapshot_is_corrupt_and_recovers_the_rest(
+    make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: Path
+) -> None:
+    if not isinstance(store, runkon.SqliteStore):
+        pytest.skip("corrupts a row of a real SQLite file")
+    rec.on("b", FOREVER)
+    wf = parse("workflow w { call a  call b }")
+    broken = await interrupt(make_engine, rec, wf, at="b")
+    fine = await interrupt(make_engine, rec, wf, at="b", count=2)
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        db.execute("UPDATE workflow_runs SET definition_snapshot = '{' WHERE id = ?", (broken,))
+
+    with structlog.testing.capture_logs() as logs:
+        async with make_engine(fallback_action=Recorder(), recover=True) as engine:
+            assert [handle.run_id for handle in engine.recovered] == [fine]
+            assert (await engine.recovered[0].result(timeout=10)).succeeded
+            with pytest.raises(runkon.errors.CorruptRecordError, match=broken):
+                await engine.resume(broken)
+
+    [log] = [entry for entry in logs if entry.get("run_id") == broken]
+    assert "definition_snapshot" in log["error"]
+    assert (await store.get_run(broken)).status == RunStatus.RUNNING
