@@ -172,20 +172,26 @@ async def open_engine(
         yield engine
 
 
+MIN_PREFIX = 6  # characters of a run id that name the run
+
+
 async def find_run(store: runkon.Store, run_id: str) -> runkon.persistence.RunRecord:
     """The run ``run_id`` names: its full id, or a unique prefix of at least 6 characters.
 
     Raises:
-        CliError: no run, or several runs, match.
+        CliError: no run, or several runs, match; or ``run_id`` is a shorter prefix.
     """
     try:
         return await store.get_run(run_id)
     except runkon.UnknownRunError:
         pass
-    matches = []
-    if len(run_id) >= 6:
-        prefix = run_id.upper()
-        matches = [run for run in await store.list_runs() if run.id.startswith(prefix)]
+    if len(run_id) < MIN_PREFIX:
+        raise CliError(
+            f"run id prefix {run_id!r} is too short: give the full run id or a unique "
+            f"prefix of {MIN_PREFIX}+ characters (list runs with `runkon runs`)"
+        )
+    prefix = run_id.upper()
+    matches = [run for run in await store.list_runs() if run.id.startswith(prefix)]
     if len(matches) == 1:
         return matches[0]
     if not matches:

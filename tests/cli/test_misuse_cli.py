@@ -4,6 +4,7 @@ read commands never create a database."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["run", "needs.wf", "-i", "ticket=1", "--db", "a-dir"], "--db 'a-dir' is a directory"),
         (["run", "needs.wf", "--actions", "no_such_actions"], "no module named"),
         (["run", "needs.wf", "--lease-ttl", "0"], "give between 0.5 and 3600 seconds"),
-        (["show", "NOPE", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
-        (["events", "NOPE", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
-        (["approve", "NOPE", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
-        (["reject", "NOPE", "g", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
-        (["cancel", "NOPE", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
-        (["resume", "NOPE", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
-        (["gates", "--run", "NOPE", "--db", "runs.db"], "runkon: unknown run 'NOPE'"),
+        (["show", "NOPE", "--db", "runs.db"], "prefix 'NOPE' is too short"),
+        (["show", "NOPENOPE", "--db", "runs.db"], "runkon: unknown run 'NOPENOPE'"),
+        (["events", "NOPE", "--db", "runs.db"], "prefix 'NOPE' is too short"),
+        (["approve", "NOPE", "--db", "runs.db"], "prefix 'NOPE' is too short"),
+        (["reject", "NOPE", "g", "--db", "runs.db"], "prefix 'NOPE' is too short"),
+        (["cancel", "NOPE", "--db", "runs.db"], "prefix 'NOPE' is too short"),
+        (["resume", "NOPE", "--db", "runs.db"], "prefix 'NOPE' is too short"),
+        (["gates", "--run", "NOPE", "--db", "runs.db"], "prefix 'NOPE' is too short"),
         (["runs", "--status", "bogus", "--db", "runs.db"], "invalid choice: 'bogus'"),
         (["runs", "--limit", "0", "--db", "runs.db"], "give at least 1"),
         (["runs", "--db", "bad.wf"], "runkon: database 'bad.wf' failed"),
@@ -131,3 +133,30 @@ def test_an_input_that_is_not_utf8_exits_two(workdir: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--input 'ticket=\\xff' is not valid UTF-8 text" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show"],
+        ["events"],
+        ["approve"],
+        ["reject", "RUN", "g"],
+        ["cancel"],
+        ["resume"],
+        ["gates", "--run"],
+    ],
+)
+def test_a_short_run_id_prefix_says_it_needs_six_characters(
+    workdir: Path, command: list[str]
+) -> None:
+    listed = runkon("runs", "--db", "runs.db", cwd=workdir)
+    short = re.search(r"^(01\w+)", listed.stdout, re.M)
+    assert short is not None, listed.stdout
+    args = [short.group(1)[:4] if a == "RUN" else a for a in command]
+    if "RUN" not in command:
+        args.append(short.group(1)[:4])
+    result = runkon(*args, "--db", "runs.db", cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"run id prefix {short.group(1)[:4]!r} is too short" in result.stderr
+    assert "6+ characters" in result.stderr
