@@ -52,3 +52,20 @@ def test_the_cli_actions_module_example_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("step 'plan' completed") == 2  # the marker made it run again
     assert "[risky]" in result.stdout
+
+
+def test_the_readme_test_command_installs_the_browser_itself() -> None:
+    """`scripts/test` (the README's test command) sets up a fresh machine on its own,
+    chromium included; CI only calls it, so there is no CI-only setup step."""
+    root = Path(__file__).parent.parent
+    test_script = (root / "scripts" / "test").read_text()
+    assert "bash scripts/setup" in test_script
+    assert "bash scripts/browser" in test_script
+    browser = (root / "scripts" / "browser").read_text()
+    assert "apt-get install -y -q chromium chromium-driver" in browser
+    assert "sudo" in browser
+    assert "apt-get" not in (root / ".ci" / "run").read_text()
+    result = subprocess.run(
+        ["bash", "-n", str(root / "scripts" / "browser")], capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
