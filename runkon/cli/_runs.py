@@ -86,7 +86,7 @@ async def list_runs(args: argparse.Namespace) -> int:
             [
                 run.id,
                 run.workflow_name,
-                str(run.status),
+                run.display_status(),
                 local_time(run.started_at),
                 between(run.started_at, run.ended_at),
                 blocked_on(run),
@@ -102,6 +102,7 @@ def _as_json(run: runkon.persistence.RunRecord) -> dict[str, Any]:
         "id": run.id,
         "workflow": run.workflow_name,
         "status": str(run.status),
+        "stalled": run.is_stalled(),
         "started_at": run.started_at.isoformat(),
         "ended_at": None if run.ended_at is None else run.ended_at.isoformat(),
         "duration_ms": run.total_duration_ms,

@@ -58,7 +58,7 @@ async def show(args: argparse.Namespace) -> int:
 
 def _print_header(run: RunRecord) -> None:
     title = f" ({run.workflow_title})" if run.workflow_title else ""
-    status = str(run.status)
+    status = run.display_status()
     if run.blocked_on:
         status += f" on {blocked_on(run)}"
     fields = [

@@ -283,7 +283,7 @@ class InboxFeed:
             state = repr(
                 (
                     [(g.step_id, g.approvals) for g in gates],
-                    [(r.id, str(r.status)) for r in runs],
+                    [(r.id, r.display_status()) for r in runs],
                 )
             )
             digest = hashlib.sha256(state.encode()).hexdigest()[:16]
@@ -486,7 +486,8 @@ def render_list(
         section = '<h2>Waiting gates (0)</h2><p class="empty">No gate is waiting.</p>'
     rows = "".join(
         f'<tr data-run="{_e(r.id)}" data-status="{_e(r.status)}"><td><code>{_e(r.id)}</code>'
-        f'</td><td>{_e(r.workflow_name)}</td><td class="status">{_e(r.status)}</td>'
+        f'</td><td>{_e(r.workflow_name)}</td><td class="status">'
+        f"{_e('stalled' if r.stalled else r.status)}</td>"
         f"<td>{_e(_when(r.started_at))}</td></tr>"
         for r in runs
     )

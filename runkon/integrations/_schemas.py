@@ -78,11 +78,16 @@ class CancelRequest(_Request):
 
 
 class RunOut(_Model):
-    """A run, without its steps."""
+    """A run, without its steps.
+
+    ``status`` is the stored status; ``stalled`` is true when the run has not finished
+    but no engine drives it (its lease was given back or expired): it waits for a resume.
+    """
 
     id: str
     workflow_name: str
     status: str
+    stalled: bool
     started_at: datetime
     ended_at: datetime | None
     duration_ms: int | None
@@ -100,6 +105,7 @@ class RunOut(_Model):
             id=run.id,
             workflow_name=run.workflow_name,
             status=str(run.status),
+            stalled=run.is_stalled(),
             started_at=run.started_at,
             ended_at=run.ended_at,
             duration_ms=run.total_duration_ms,

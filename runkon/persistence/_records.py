@@ -12,7 +12,7 @@ import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
@@ -302,6 +302,25 @@ class RunRecord:
     def is_cancel_requested(self) -> bool:
         """True when the run is ``cancelling`` or ``cancelled``."""
         return self.status in (RunStatus.CANCELLING, RunStatus.CANCELLED)
+
+    def is_stalled(self, now: datetime | None = None) -> bool:
+        """True when the run has not finished but no engine drives it: nobody holds its
+        lease, or the lease expired (its process was stopped or died). Such a run stays
+        as it is until something resumes it (``runkon resume``, ``recover=True``).
+
+        Args:
+            now: the time to judge the lease at (default: the current time).
+        """
+        if self.is_terminal:
+            return False
+        if self.owner_token is None or self.lease_until is None:
+            return True
+        return self.lease_until <= (now or datetime.now(UTC))
+
+    def display_status(self, now: datetime | None = None) -> str:
+        """The status to show a person: the stored status, or ``"stalled"`` when the run
+        has not finished and no engine drives it (see :meth:`is_stalled`)."""
+        return "stalled" if self.is_stalled(now) else str(self.status)
 
 
 # --------------------------------------------------------------------------- steps

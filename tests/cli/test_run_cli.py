@@ -198,8 +198,12 @@ def test_ctrl_c_leaves_the_run_resumable(tmp_path: Path, background: list[Backgr
     assert run.wait() == 130
     assert f"`runkon resume {run_id} --db runs.db`" in run.stderr
     assert "Traceback" not in run.stderr
-    listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)
-    assert re.search(rf"^{run_id}\s+ship\s+waiting\s.*gate approve-ship", listed.stdout, re.M)
+    listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)  # no process drives it now
+    assert re.search(rf"^{run_id}\s+ship\s+stalled\s.*gate approve-ship", listed.stdout, re.M)
+    [as_json] = runkon("runs", "--json", "--db", "runs.db", cwd=tmp_path).stdout.splitlines()
+    assert (json.loads(as_json)["status"], json.loads(as_json)["stalled"]) == ("waiting", True)
+    shown = runkon("show", run_id, "--db", "runs.db", cwd=tmp_path)
+    assert re.search(r"^status\s+stalled on gate approve-ship", shown.stdout, re.M), shown.stdout
 
     resumed = Background("resume", run_id, "--db", "runs.db", cwd=tmp_path)
     background.append(resumed)
@@ -248,7 +252,7 @@ def test_resume_without_the_runs_executors_refuses_and_leaves_it_resumable(
     assert "'deploy'" in refused.stderr
     assert "Traceback" not in refused.stderr
     listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)
-    assert re.search(rf"^{run_id}\s+ship\s+waiting\s", listed.stdout, re.M)
+    assert re.search(rf"^{run_id}\s+ship\s+stalled\s", listed.stdout, re.M)
 
     resumed = Background("resume", run_id, "--actions", "acts", "--db", "runs.db", cwd=tmp_path)
     background.append(resumed)

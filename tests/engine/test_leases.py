@@ -214,6 +214,8 @@ async def test_recover_resumes_runs_whose_lease_expired(
     # another engine, alive, holds `live`
     assert await store.acquire_lease(live, "busy-engine", 60) is not None
     await anyio.sleep(0.3)
+    assert (await store.get_run(expired)).is_stalled()  # its lease ran out: nobody drives it
+    assert not (await store.get_run(live)).is_stalled()
 
     again = Recorder()
     async with make_engine(fallback_action=again, recover=True) as engine:

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 import runkon
 from runkon.integrations import Identity, Permission, RunkonApi, Target, TokenAuthorizer
 from runkon.integrations.aiohttp import RUNKON_API, add_routes, create_app, engine_context
-from runkon.persistence import InMemoryStore, SqliteStore, StepRole, Store
+from runkon.persistence import InMemoryStore, NewRun, SqliteStore, StepRole, Store
 
 Client: TypeAlias = "TestClient[web.Request, web.Application]"
 
@@ -748,3 +748,15 @@ async def test_an_unknown_workflow_answer_shows_no_server_path(
         assert_error(body, "unknown_workflow")
         assert str(tmp_path) not in json.dumps(body)
         assert "nope" in body["message"]
+
+
+async def test_a_run_no_engine_drives_is_stalled(client: Client, store: Store) -> None:
+    run_id, _ = await start_waiting(client, "release")
+    orphan = await store.create_run(NewRun(workflow_name="release"))  # nobody holds it
+
+    resp = await client.get("/api/runs", headers=auth())
+    stalled = {run["id"]: run["stalled"] for run in await resp.json()}
+    assert stalled == {run_id: False, orphan.id: True}
+    resp = await client.get(f"/api/runs/{orphan.id}", headers=auth())
+    body = await resp.json()
+    assert (body["status"], body["stalled"]) == ("pending", True)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from runkon import FlowEngine, Store
 from runkon.integrations import Identity, Permission, Target, TokenAuthorizer
 from runkon.integrations.fastapi import create_router, runkon_lifespan
+from runkon.persistence import NewRun
 
 from ._support import (
     ALICE,
@@ -362,3 +363,14 @@ async def test_the_docs_pages_need_no_internet(store: Store) -> None:
         css = await h.client.get("/docs/static/swagger-ui.css")
         assert (css.status_code, css.headers["content-type"][:8]) == (200, "text/css")
         assert (await h.client.get("/docs/static/nope.js")).status_code == 404
+
+
+async def test_a_run_no_engine_drives_is_stalled(store: Store) -> None:
+    async with serving(store) as h:
+        run_id = await h.start("ship", {"ticket": "T-1"})
+        orphan = await store.create_run(NewRun(workflow_name="ship"))  # nobody holds it
+
+        listed = await h.client.get("/api/runs", headers=ALICE)
+        assert {r["id"]: r["stalled"] for r in listed.json()} == {run_id: False, orphan.id: True}
+        detail = (await h.client.get(f"/api/runs/{orphan.id}", headers=ALICE)).json()
+        assert (detail["status"], detail["stalled"]) == ("pending", True)

@@ -14,6 +14,7 @@ import pytest
 from runkon import FlowEngine, SqliteStore, Store
 from runkon.integrations import RunkonApi
 from runkon.integrations._inbox import InboxFeed, cookie_safe, session_cookie
+from runkon.persistence import NewRun
 
 from ._support import AUTH, WORKFLOWS, Harness, Recorder, csrf_of, serving, store_state
 
@@ -295,3 +296,13 @@ def test_only_cookie_safe_tokens_become_cookies() -> None:
         assert not cookie_safe(odd)
         with pytest.raises(ValueError, match="cannot be kept in a cookie"):
             session_cookie(odd, secure=False)
+
+
+async def test_recent_runs_show_a_run_no_engine_drives_as_stalled(store: Store) -> None:
+    async with serving(store) as h:
+        run_id = await h.start("ship", {"ticket": "T-1"})
+        orphan = await store.create_run(NewRun(workflow_name="ship"))  # nobody holds it
+        page = (await h.client.get("/inbox", headers=ALICE_COOKIE)).text
+    cells = '"><td><code>{0}</code></td><td>ship</td><td class="status">{1}</td>'
+    assert cells.format(orphan.id, "stalled") in page
+    assert cells.format(run_id, "waiting") in page
