@@ -37,7 +37,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--run", metavar="RUN", help="only gates of this run")
     parser.add_argument("--workflow", metavar="NAME", help="only gates of this workflow")
     parser.add_argument("--type", dest="gate_type", metavar="TYPE", help="only gates of this type")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per line (the HTTP API's fields)"
+    )
     parser.set_defaults(handler=lambda args: execute(list_gates, args))
 
 
@@ -85,12 +87,13 @@ def _deadline(gate: WaitingGate) -> str:
 
 
 def as_json(gate: WaitingGate) -> dict[str, Any]:
+    """``gate`` as the HTTP API answers it (the same field names)."""
     return {
-        "run_id": gate.run_id,
-        "workflow": gate.workflow_name,
-        "gate": gate.gate_name,
-        "type": gate.gate_type,
         "step_id": gate.step_id,
+        "run_id": gate.run_id,
+        "workflow_name": gate.workflow_name,
+        "gate_name": gate.gate_name,
+        "gate_type": gate.gate_type,
         "prompt": gate.prompt,
         "options": [{"value": option.value, "label": option.label} for option in gate.options],
         "deadline_at": None if gate.deadline_at is None else gate.deadline_at.isoformat(),

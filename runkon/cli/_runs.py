@@ -43,7 +43,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--limit", type=_positive, default=20, metavar="N", help="at most N runs (default 20)"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per line (the HTTP API's fields)"
+    )
     parser.set_defaults(handler=lambda args: execute(list_runs, args))
 
 
@@ -98,16 +100,20 @@ async def list_runs(args: argparse.Namespace) -> int:
 
 
 def _as_json(run: runkon.persistence.RunRecord) -> dict[str, Any]:
+    """``run`` as the HTTP API answers it (the same field names)."""
     return {
         "id": run.id,
-        "workflow": run.workflow_name,
+        "workflow_name": run.workflow_name,
         "status": str(run.status),
         "stalled": run.is_stalled(),
         "started_at": run.started_at.isoformat(),
         "ended_at": None if run.ended_at is None else run.ended_at.isoformat(),
         "duration_ms": run.total_duration_ms,
-        "parent_run_id": run.parent_run_id,
         "inputs": dict(run.inputs),
-        "blocked_on": None if run.blocked_on is None else dict(run.blocked_on),
+        "dry_run": run.dry_run,
+        "parent_run_id": run.parent_run_id,
         "error": run.error,
+        "result_summary": run.result_summary,
+        "blocked_on": None if run.blocked_on is None else dict(run.blocked_on),
+        "cancel_reason": run.cancel_reason,
     }

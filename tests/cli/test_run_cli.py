@@ -285,3 +285,16 @@ def test_a_run_with_a_corrupt_snapshot_is_a_clear_error_and_serve_still_serves(
     server.wait_for(r"API:\s+http://")
     server.signal(signal.SIGINT)
     assert server.wait() == 0, server.stderr
+
+
+def test_runs_and_gates_json_use_the_http_apis_field_names(
+    tmp_path: Path, background: list[Background]
+) -> None:
+    from runkon.integrations._schemas import GateOut, RunOut
+
+    ship(tmp_path)
+    start_waiting(tmp_path, background)
+    [run] = runkon("runs", "--json", "--db", "runs.db", cwd=tmp_path).stdout.splitlines()
+    [gate] = runkon("gates", "--json", "--db", "runs.db", cwd=tmp_path).stdout.splitlines()
+    assert set(json.loads(run)) == set(RunOut.model_fields)
+    assert set(json.loads(gate)) == set(GateOut.model_fields)
