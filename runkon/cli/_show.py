@@ -21,6 +21,7 @@ from runkon.cli._runs import blocked_on
 from runkon.persistence import GateRecord, RunRecord, StepRecord, StepRole, StepStatus
 
 NOTE_WIDTH = 60
+OUTPUT_LINES = 20  # lines shown of each output field of a step
 
 
 def add_parser(commands: Any) -> None:
@@ -30,7 +31,9 @@ def add_parser(commands: Any) -> None:
         description="Show run RUN (an id, or a unique prefix of 6+ characters): its "
         "workflow, status, times, inputs and error, then one row per step: name, kind, "
         "status, loop iteration, retries, duration, markers and a note (the error of a "
-        "failed step, a gate's decision, a child run).",
+        "failed step, a gate's decision, a child run), then each step's output: its "
+        "result, the context it passes on and its structured output (at most "
+        f"{OUTPUT_LINES} lines each).",
     )
     parser.add_argument("run", metavar="RUN", help="the run id")
     add_db_argument(parser)
@@ -53,7 +56,45 @@ async def show(args: argparse.Namespace) -> int:
         ["#", "step", "kind", "status", "iter", "retries", "duration", "markers", "note"],
         (_row(index, step, gates.get(step.id)) for index, step in enumerate(steps, 1)),
     )
+    _print_outputs(steps)
     return EXIT_OK
+
+
+def _print_outputs(steps: list[StepRecord]) -> None:
+    """Each step's result, context and structured output, indented under its name.
+
+    Step output is written by scripts and agents: control characters (terminal escape
+    sequences among them) are shown escaped, never sent to the terminal.
+    """
+    for index, step in enumerate(steps, 1):
+        fields = [
+            (name, value)
+            for name, value in (
+                ("result", step.result_text),
+                ("context", step.context_out),
+                ("output", step.structured_output),
+            )
+            if value and not (name == "result" and value == step.step_error)
+        ]
+        if step.role == StepRole.GATE or not fields:
+            continue
+        say()
+        say(f"step {step.step_name} (#{index}, {step.status})")
+        for name, value in fields:
+            lines = [_printable(line) for line in value.rstrip("\n").splitlines()]
+            if len(lines) > OUTPUT_LINES:
+                cut = len(lines) - OUTPUT_LINES
+                lines = [*lines[:OUTPUT_LINES], f"... ({cut} more lines)"]
+            say(f"  {name}:")
+            for line in lines:
+                say(f"    {line}")
+
+
+def _printable(line: str) -> str:
+    """``line`` with control characters other than tab escaped (``\\x1b``)."""
+    return "".join(
+        char if char == "\t" or char.isprintable() else repr(char)[1:-1] for char in line
+    )
 
 
 def _print_header(run: RunRecord) -> None:

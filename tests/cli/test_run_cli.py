@@ -122,6 +122,8 @@ def test_approve_from_another_process_finishes_the_waiting_run(
     assert "clean" in rows["check-a"]
     assert rows["approve-ship"][2:4] == ["gate:human_approval", "completed"]
     assert "approved by bob [ship]" in shown.stdout
+    assert "step check-a (#2, completed)\n  result:" in shown.stdout
+    assert "  context:\n    check a: clean\n" in shown.stdout
 
     listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)
     assert listed.returncode == 0

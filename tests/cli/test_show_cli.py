@@ -1,0 +1,33 @@
+"""``runkon show RUN``: each step's output under the step table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ._support import runkon
+
+HOSTILE = r"""workflow w {
+  script a { run = "printf \"hi\\033[31mred\\nline2\"" }
+}
+"""
+
+
+def test_show_prints_step_output_with_control_characters_escaped(tmp_path: Path) -> None:
+    (tmp_path / "w.wf").write_text(HOSTILE)
+    ran = runkon("run", "w.wf", "--db", "runs.db", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    run_id = re.search(r"^run (\w+) started", ran.stdout, re.M)
+    assert run_id is not None, ran.stdout
+
+    shown = runkon("show", run_id.group(1), "--db", "runs.db", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout
+    output = shown.stdout.split("step a (#1, completed)\n", 1)[1]
+    assert output.splitlines() == [
+        "  result:",
+        "    script 'a' completed",
+        "  context:",
+        r"    hi\x1b[31mred",
+        "    line2",
+    ]
