@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from runkon.cli._common import (
@@ -17,6 +18,7 @@ from runkon.cli._common import (
     say,
     shorten,
 )
+from runkon.cli._runs import _as_json as run_as_json
 from runkon.cli._runs import blocked_on
 from runkon.persistence import GateRecord, RunRecord, StepRecord, StepRole, StepStatus
 
@@ -36,6 +38,11 @@ def add_parser(commands: Any) -> None:
         f"{OUTPUT_LINES} lines each).",
     )
     parser.add_argument("run", metavar="RUN", help="the run id")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: the run's fields (as `runs --json`) and its steps",
+    )
     add_db_argument(parser)
     parser.set_defaults(handler=lambda args: execute(show, args))
 
@@ -47,6 +54,11 @@ async def show(args: argparse.Namespace) -> int:
         gates = {
             step.id: await store.get_gate(step.id) for step in steps if step.role == StepRole.GATE
         }
+    if args.json:
+        answer = run_as_json(run)
+        answer["steps"] = [_step_json(step, gates.get(step.id)) for step in steps]
+        say(json.dumps(answer))
+        return EXIT_OK
     _print_header(run)
     say()
     if not steps:
@@ -58,6 +70,37 @@ async def show(args: argparse.Namespace) -> int:
     )
     _print_outputs(steps)
     return EXIT_OK
+
+
+def _step_json(step: StepRecord, gate: GateRecord | None) -> dict[str, Any]:
+    """One step as JSON: its identity, status, times, output and the gate's decision."""
+    answer: dict[str, Any] = {
+        "id": step.id,
+        "name": step.step_name,
+        "kind": step.kind or str(step.role),
+        "status": str(step.status),
+        "iteration": step.iteration,
+        "retries": step.retry_count,
+        "started_at": None if step.started_at is None else step.started_at.isoformat(),
+        "ended_at": None if step.ended_at is None else step.ended_at.isoformat(),
+        "markers": list(step.markers_out),
+        "result": step.result_text,
+        "context": step.context_out,
+        "structured_output": step.structured_output,
+        "error": step.step_error,
+        "child_run_id": step.child_run_id,
+        "gate": None,
+    }
+    if gate is not None:
+        answer["gate"] = {
+            "type": gate.gate_type,
+            "status": str(gate.status),
+            "decision": None if gate.decision is None else str(gate.decision),
+            "decided_by": gate.decided_by,
+            "selections": list(gate.selections or ()),
+            "feedback": gate.feedback,
+        }
+    return answer
 
 
 def _print_outputs(steps: list[StepRecord]) -> None:

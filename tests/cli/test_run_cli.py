@@ -124,6 +124,11 @@ def test_approve_from_another_process_finishes_the_waiting_run(
     assert "approved by bob [ship]" in shown.stdout
     assert "step check-a (#2, completed)\n  result:" in shown.stdout
     assert "  context:\n    check a: clean\n" in shown.stdout
+    as_json = runkon("show", run_id, "--json", "--db", "runs.db", cwd=tmp_path)
+    steps = {step["name"]: step for step in json.loads(as_json.stdout)["steps"]}
+    assert steps["check-a"]["markers"] == ["clean"]
+    assert steps["approve-ship"]["gate"]["decided_by"] == "bob"
+    assert steps["approve-ship"]["gate"]["selections"] == ["ship"]
 
     listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)
     assert listed.returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,3 +32,22 @@ def test_show_prints_step_output_with_control_characters_escaped(tmp_path: Path)
         r"    hi\x1b[31mred",
         "    line2",
     ]
+
+
+def test_show_json_has_each_steps_output(tmp_path: Path) -> None:
+    (tmp_path / "w.wf").write_text(HOSTILE)
+    ran = runkon("run", "w.wf", "--db", "runs.db", cwd=tmp_path)
+    run_id = re.search(r"^run (\w+) started", ran.stdout, re.M)
+    assert run_id is not None, ran.stdout
+
+    shown = runkon("show", run_id.group(1), "--json", "--db", "runs.db", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    answer = json.loads(shown.stdout)
+    assert answer["id"] == run_id.group(1)
+    assert answer["status"] == "completed"
+    [step] = answer["steps"]
+    assert step["name"] == "a"
+    assert step["kind"] == "script"
+    assert step["status"] == "completed"
+    assert step["context"] == "hi\x1b[31mred\nline2"
+    assert step["gate"] is None
