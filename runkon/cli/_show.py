@@ -41,7 +41,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object: the run's fields (as `runs --json`) and its steps",
+        help="one JSON object: the run and its steps, with the HTTP API's field names",
     )
     add_db_argument(parser)
     parser.set_defaults(handler=lambda args: execute(show, args))
@@ -73,22 +73,26 @@ async def show(args: argparse.Namespace) -> int:
 
 
 def _step_json(step: StepRecord, gate: GateRecord | None) -> dict[str, Any]:
-    """One step as JSON: its identity, status, times, output and the gate's decision."""
+    """One step as JSON: the HTTP API's step fields, its output and the gate's decision."""
     answer: dict[str, Any] = {
         "id": step.id,
         "name": step.step_name,
-        "kind": step.kind or str(step.role),
+        "role": str(step.role),
+        "kind": step.kind,
         "status": str(step.status),
+        "position": step.position,
         "iteration": step.iteration,
-        "retries": step.retry_count,
+        "retry_count": step.retry_count,
         "started_at": None if step.started_at is None else step.started_at.isoformat(),
         "ended_at": None if step.ended_at is None else step.ended_at.isoformat(),
         "markers": list(step.markers_out),
-        "result": step.result_text,
-        "context": step.context_out,
+        "result_text": step.result_text,
+        "context_out": step.context_out,
         "structured_output": step.structured_output,
         "error": step.step_error,
         "child_run_id": step.child_run_id,
+        "gate_type": step.gate_type,
+        "gate_feedback": step.gate_feedback,
         "gate": None,
     }
     if gate is not None:

@@ -49,5 +49,5 @@ def test_show_json_has_each_steps_output(tmp_path: Path) -> None:
     assert step["name"] == "a"
     assert step["kind"] == "script"
     assert step["status"] == "completed"
-    assert step["context"] == "hi\x1b[31mred\nline2"
+    assert step["context_out"] == "hi\x1b[31mred\nline2"
     assert step["gate"] is None
