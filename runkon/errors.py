@@ -196,10 +196,10 @@ class LeaseLostError(StoreError):
         self.run_id = run_id
         self.expected = expected
         self.actual = actual
-        now = "no lease" if actual is None else f"generation {actual}"
+        now = "holds no lease" if actual is None else f"is at generation {actual}"
         super().__init__(
             f"lease on run {run_id!r} lost: write carried generation {expected} but the run "
-            f"is at {now}; another engine owns it now, so this one must stop"
+            f"{now}; another engine owns it now, so this one must stop"
         )
 
 
