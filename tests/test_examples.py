@@ -129,7 +129,7 @@ def test_the_release_example_runs_and_its_gate_is_decided_from_the_cli(tmp_path:
             listed = runkon_cli("gates", "--json", "--db", db, cwd=root)
             gates = [json.loads(line) for line in listed.stdout.splitlines()]
         [gate] = gates
-        assert (gate["gate"], gate["prompt"]) == ("approve-release", "Ship release 1.2.0?")
+        assert (gate["gate_name"], gate["prompt"]) == ("approve-release", "Ship release 1.2.0?")
         assert [option["value"] for option in gate["options"]] == ["ship", "hold"]
         approved = runkon_cli(
             "approve", gate["run_id"], "approve-release", "--select", "ship", "--by", "demo",
