@@ -9,6 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+import runkon
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -69,3 +73,16 @@ def test_the_readme_test_command_installs_the_browser_itself() -> None:
         ["bash", "-n", str(root / "scripts" / "browser")], capture_output=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_syntax_error_example_is_what_the_quickstart_gives() -> None:
+    """The README's error example is the message the Quickstart's workflow gives when its
+    `retries` is misspelt `retires` (position included)."""
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    quickstart = next(block for block in blocks if "FlowEngine" in block)
+    [source] = re.findall(r'parse_workflow\(\n    """(.*?)""",', quickstart, re.S)
+    [shown] = re.findall(r"```\n(review\.wf:\d+:\d+: .*?)\n```", text)
+    with pytest.raises(runkon.DslSyntaxError) as error:
+        runkon.parse_workflow(source.replace("retries", "retires"), source="review.wf")
+    assert str(error.value) == shown
