@@ -1,6 +1,8 @@
 """runkon embedded in a FastAPI app: custom async executors and a workflow with a gate.
 
-Run it with ``uvicorn examples.fastapi_app:app``, then open http://127.0.0.1:8000/inbox
+Run it from the repository root with ``uvicorn examples.fastapi_app:app`` (runs are kept
+in ./runkon.db, the CLI's default, so ``runkon runs`` and ``runkon show`` see them; set
+``$RUNKON_DB`` for another file), then open http://127.0.0.1:8000/inbox
 (sign in with the token, default ``dev-token``), or use the JSON API::
 
     H='Authorization: Bearer dev-token'
@@ -46,7 +48,7 @@ async def ship(ctx: runkon.StepContext, params: runkon.ActionParams) -> runkon.A
 
 
 engine = runkon.FlowEngine(
-    runkon.SqliteStore(os.environ.get("RUNKON_DB", "runs.db")),
+    runkon.SqliteStore(os.environ.get("RUNKON_DB", "runkon.db")),
     actions={"build": build, "ship": ship},
 )
 token = os.environ.get("RUNKON_TOKEN", "dev-token")

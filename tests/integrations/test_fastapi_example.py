@@ -4,6 +4,8 @@ approve its gate with a selection, the run completes."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -61,3 +63,17 @@ async def test_the_example_runs_to_completion_after_an_approval_over_http(
             done = await wait_until(run, lambda r: r["status"] == "completed")
             assert [s["result_text"] for s in done["steps"]][-1] == "shipped api to canary"
     assert "fastapi_app_example" not in sys.modules
+
+
+def test_the_example_keeps_its_runs_in_the_clis_ignored_default_database(tmp_path: Path) -> None:
+    """Started without $RUNKON_DB, the example keeps its runs in ./runkon.db (the CLI's
+    default, which .gitignore lists), never in a stray runs.db in the checkout."""
+    env = {key: value for key, value in os.environ.items() if key != "RUNKON_DB"}
+    code = f"import runpy; print(runpy.run_path({str(EXAMPLE)!r})['engine'].store.path)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "runkon.db"
+    assert "runkon.db" in (EXAMPLE.parents[1] / ".gitignore").read_text().splitlines()
