@@ -153,3 +153,70 @@ def test_the_release_example_runs_and_its_gate_is_decided_from_the_cli(tmp_path:
     ):
         assert line in out
     assert f"run {gate['run_id']} completed in" in out.splitlines()[-1]
+
+
+def scratch_repository(path: Path, *, conflicting: bool) -> Path:
+    """A git repository on branch `feature`, behind `main`, with unused imports in src/."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+
+    (path / "src").mkdir(parents=True)
+    module = path / "src" / "mod.py"
+    module.write_text(
+        "import os\nimport sys, json\nfrom typing import Any, List\n\nprint(sys.argv, Any)\n"
+    )
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "dev@example.com")
+    git("config", "user.name", "dev")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    git("branch", "feature")
+    if conflicting:  # main rewrites the import lines the fixer will change
+        module.write_text(module.read_text().replace("sys, json", "sys, json, re"))
+    else:
+        (path / "NOTES").write_text("main moved on\n")
+    git("add", "-A")
+    git("commit", "-qm", "main moves")
+    git("checkout", "-q", "feature")
+    return path
+
+
+def run_tidy_imports(repo: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runkon.cli", "run", "tidy-imports.wf", "--actions", "actions",
+         "-i", f"source_dir={repo / 'src'}", "--db", str(db)],
+        cwd=EXAMPLES / "tidy-imports", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_the_tidy_imports_example_runs_against_a_scratch_repository(tmp_path: Path) -> None:
+    repo = scratch_repository(tmp_path / "repo", conflicting=False)
+    done = run_tidy_imports(repo, tmp_path / "tidy.db")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "step 'scan-imports' completed" in done.stdout
+    assert "[has_import_issues]" in done.stdout
+    assert "step 'import-fixer' completed" in done.stdout
+    assert "[behind_base]" in done.stdout
+    assert "[clean_merge]" in done.stdout
+    assert "step 'publish-branch' completed" in done.stdout
+    assert (
+        repo / "src" / "mod.py"
+    ).read_text() == "import sys\nfrom typing import Any\n\nprint(sys.argv, Any)\n"
+    log = subprocess.run(
+        ["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert log[:2] == ["Merge branch 'main' into feature", "Remove unused imports"]
+
+
+def test_the_tidy_imports_example_hands_a_conflicting_merge_to_a_person(tmp_path: Path) -> None:
+    repo = scratch_repository(tmp_path / "repo", conflicting=True)
+    done = run_tidy_imports(repo, tmp_path / "tidy.db")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "step 'merge-helper' failed" in done.stdout
+    assert "resolve it by hand" in done.stdout + done.stderr
+    assert "publish-branch" not in done.stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == ""  # the failed merge was aborted, the tree is clean
