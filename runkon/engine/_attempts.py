@@ -11,6 +11,10 @@ left is recorded ``failed`` (or ``timed_out``) and retried; after the last one:
 
 A cancelled attempt is recorded ``failed`` ("cancelled") under a shield, then the
 cancellation continues.
+
+Each attempt's row records the variables it runs with (``inputs``, bounded) and, when
+programs ran during the attempt (a script, an executor using ``run_program``), the tail
+of their stdout and stderr (``FlowEngine(output_tail_bytes=...)``), whatever the outcome.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from dataclasses import dataclass, field
 import anyio
 
 from runkon.dsl import AgentRef, OnFail
+from runkon.engine._capture import capturing
 from runkon.engine._state import RunState, event, extras_of
 from runkon.errors import StoreError
-from runkon.persistence import StepRecord, StepRole, StepStatus, StepUpdate
+from runkon.persistence import CapturedOutput, StepRecord, StepRole, StepStatus, StepUpdate
 
 
 @dataclass(slots=True)
@@ -56,12 +61,18 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def mark_cancelled(state: RunState, step: StepRecord, what: str = "cancelled") -> None:
+async def mark_cancelled(
+    state: RunState,
+    step: StepRecord,
+    what: str = "cancelled",
+    output: CapturedOutput | None = None,
+) -> None:
     """Record an interrupted step as failed; never raises (the run is stopping anyway)."""
     with anyio.CancelScope(shield=True):
         try:
             await state.update_step(
-                step.id, StepUpdate(StepStatus.FAILED, result_text=what, step_error=what)
+                step.id,
+                StepUpdate(StepStatus.FAILED, result_text=what, step_error=what, output=output),
             )
         except StoreError as exc:
             state.log.debug("could not record cancelled step", step_id=step.id, error=str(exc))
@@ -90,11 +101,13 @@ async def run_attempts(
     parallel_group_id: str | None = None,
     role: StepRole = StepRole.AGENT,
     result_name: str | None = None,
+    inputs: Callable[[], Mapping[str, str]] | None = None,
 ) -> bool:
     """Run attempts until one succeeds or none are left. Returns True on success.
 
     ``name`` is the step's stored name; ``result_name`` (default: ``name``) is the name
-    conditions use for its result.
+    conditions use for its result. ``inputs`` gives the variables an attempt runs with,
+    as recorded on its row (bounded by the caller).
     """
     result_name = result_name or name
     retry_error: str | None = None
@@ -111,6 +124,7 @@ async def run_attempts(
             iteration=iteration,
             attempt=attempt,
             parallel_group_id=parallel_group_id,
+            inputs=None if inputs is None else inputs(),
             events=[
                 event(
                     "step_started",
@@ -122,12 +136,15 @@ async def run_attempts(
             ],
         )
         began = time.monotonic()
-        try:
-            outcome = await attempt_fn(step, attempt, retry_error)
-        except anyio.get_cancelled_exc_class():
-            if not (state.shutdown or state.lease_lost):  # a shutdown leaves it resumable
-                await mark_cancelled(state, step)
-            raise
+        with capturing(state.services.output_tail_bytes) as capture:
+            try:
+                outcome = await attempt_fn(step, attempt, retry_error)
+            except anyio.get_cancelled_exc_class():
+                if not (state.shutdown or state.lease_lost):  # a shutdown leaves it resumable
+                    output = None if capture is None else capture.result()
+                    await mark_cancelled(state, step, output=output)
+                raise
+        output = None if capture is None else capture.result()
         if isinstance(outcome, Success):
             await state.update_step(
                 step.id,
@@ -139,6 +156,7 @@ async def run_attempts(
                     markers_out=outcome.markers,
                     retry_count=attempt,
                     structured_output=outcome.structured_output,
+                    output=output,
                 ),
                 [
                     event(
@@ -167,7 +185,9 @@ async def run_attempts(
         if attempt < retries:
             await state.update_step(
                 step.id,
-                StepUpdate(status, result_text=outcome.error, step_error=outcome.error),
+                StepUpdate(
+                    status, result_text=outcome.error, step_error=outcome.error, output=output
+                ),
                 [
                     event(
                         "step_retrying",
@@ -194,6 +214,7 @@ async def run_attempts(
                     StepStatus.SKIPPED,
                     result_text=f"failed, continuing (on_fail = continue): {outcome.error}",
                     step_error=outcome.error,
+                    output=output,
                 ),
                 [
                     failure,
@@ -209,7 +230,7 @@ async def run_attempts(
             return False
         await state.update_step(
             step.id,
-            StepUpdate(status, result_text=outcome.error, step_error=outcome.error),
+            StepUpdate(status, result_text=outcome.error, step_error=outcome.error, output=output),
             [failure],
         )
         if isinstance(on_fail, AgentRef) and on_fail_agent is not None:

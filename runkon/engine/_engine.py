@@ -31,6 +31,7 @@ from runkon.dsl import (
     workflow_refs,
 )
 from runkon.engine._attempts import describe_error
+from runkon.engine._capture import DEFAULT_OUTPUT_TAIL_BYTES
 from runkon.engine._errors import RunAlreadyOwnedError
 from runkon.engine._event_stream import follow_events, stored_events
 from runkon.engine._gates import GateWaiters
@@ -136,6 +137,12 @@ class FlowEngine:
         recover: on start, resume runs whose lease expired (after a crash).
         manage_store: open and close the store with the engine (default True).
         event_buffer: events buffered per subscriber before the drop policy applies.
+        output_tail_bytes: bytes kept of the stdout and of the stderr of each step
+            attempt that runs programs (``script`` steps, and ``call`` executors running
+            them through ``runkon.engine.run_program``, such as the CLI's actions
+            directory): the END of each stream, stored with the step
+            (``Store.get_step_output``, ``runkon logs``); the bytes dropped from the
+            start are counted. Default 64 KiB; 0 keeps nothing.
     """
 
     def __init__(
@@ -160,9 +167,19 @@ class FlowEngine:
         recover: bool = False,
         manage_store: bool = True,
         event_buffer: int = 1000,
+        output_tail_bytes: int = DEFAULT_OUTPUT_TAIL_BYTES,
     ) -> None:
         if lease_refresh_interval >= lease_ttl:
             raise ValueError("lease_refresh_interval must be shorter than lease_ttl")
+        if (
+            not isinstance(output_tail_bytes, int)
+            or isinstance(output_tail_bytes, bool)
+            or output_tail_bytes < 0
+        ):
+            raise ValueError(
+                f"output_tail_bytes must be a whole number of bytes, 0 or more (0 keeps no "
+                f"output), not {output_tail_bytes!r}"
+            )
         self.store = store
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         self.fail_fast = fail_fast
@@ -185,6 +202,7 @@ class FlowEngine:
             default_as_identity=default_as_identity,
             injected_variables=dict(injected_variables or {}),
             gates=GateWaiters(),
+            output_tail_bytes=output_tail_bytes,
         )
         self.recovered: list[RunHandle] = []
         self._runs: dict[str, _ActiveRun] = {}

@@ -13,6 +13,7 @@ from runkon.engine._attempts import Failure, Outcome, Success, describe_error, r
 from runkon.engine._protocols import ActionOutput, ActionParams, StepContext
 from runkon.engine._registry import cancel_execution
 from runkon.engine._state import RunState
+from runkon.engine._variables import recorded_inputs
 from runkon.persistence import StepRecord
 
 CANCEL_HOOK_TIMEOUT = 10.0  # seconds an executor's cancel() may take
@@ -103,6 +104,10 @@ async def run_call(
     async def attempt(step: StepRecord, attempt: int, retry_error: str | None) -> Outcome:
         return await _attempt(state, spec, step, attempt, retry_error, iteration, extra_inputs)
 
+    def inputs() -> dict[str, str]:
+        values = state.vars.snapshot().computed()
+        return recorded_inputs({**values, **extra_inputs} if extra_inputs else values)
+
     return await run_attempts(
         state,
         name=name,
@@ -115,6 +120,7 @@ async def run_call(
         attempt_fn=attempt,
         on_fail_agent=on_fail_runner(state, name, path, iteration),
         parallel_group_id=parallel_group_id,
+        inputs=inputs,
     )
 
 

@@ -6,9 +6,11 @@ for the quoting around it, so the value arrives verbatim whether the placeholder
 unquoted (one word), inside ``"..."`` or inside ``'...'`` (see ``shell_substitute``).
 In ``env`` values are substituted raw. The process runs in its own session: a timeout
 or a cancellation kills its whole process group (SIGTERM, then SIGKILL after a grace
-period). ``retries`` and ``on_fail`` work as for calls; a timeout records the attempt
-``timed_out``. Exit 0 parses a FLOW_OUTPUT block from stdout (in a worker thread when
-large); a non-zero exit fails with the tail of stderr.
+period). The step records the variables its ``run`` and ``env`` use (its inputs) and
+the tail of the script's stdout and stderr. ``retries`` and ``on_fail`` work as for
+calls; a timeout records the attempt ``timed_out``. Exit 0 parses a FLOW_OUTPUT block
+from stdout (in a worker thread when large); a non-zero exit fails with the tail of
+stderr.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from runkon.engine._node_call import on_fail_runner, step_key
 from runkon.engine._process import ERROR_TAIL, inherited_environment, run_program
 from runkon.engine._protocols import StepContext
 from runkon.engine._state import RunState
-from runkon.engine._variables import shell_substitute, substitute
+from runkon.engine._variables import placeholders, recorded_inputs, shell_substitute, substitute
 from runkon.persistence import StepRecord
 
 # Names an ``env`` block may not set: they change what the shell or the program loads
@@ -68,6 +70,11 @@ async def run_script_node(state: RunState, node: ScriptNode, path: str, iteratio
             return Success(result_text="dry-run: script not executed")
         return await _run_once(state, node, step, attempt, iteration)
 
+    def inputs() -> dict[str, str]:
+        variables = state.vars.snapshot()
+        used = placeholders(node.run, *node.env.values())
+        return recorded_inputs({name: variables[name] for name in used if name in variables})
+
     await run_attempts(
         state,
         name=node.name,
@@ -79,6 +86,7 @@ async def run_script_node(state: RunState, node: ScriptNode, path: str, iteratio
         on_fail=node.on_fail,
         attempt_fn=attempt,
         on_fail_agent=on_fail_runner(state, node.name, path, iteration),
+        inputs=inputs,
     )
 
 

@@ -1,7 +1,8 @@
 """Running an external program as a step does: in its own session, output collected,
 and on a timeout or a cancellation its whole process group killed (SIGTERM, then
 SIGKILL after a grace period). Used by ``script`` nodes and by executors that run
-programs (the CLI's actions directory)."""
+programs (the CLI's actions directory). Inside a step attempt, the program's output is
+also kept for ``runkon logs`` (a bounded tail per stream, see ``_capture``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
+
+from runkon.engine._capture import OutputCapture, TailBuffer, current_capture
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 STDOUT_LIMIT = 4 * 1024 * 1024  # keep the last 4 MiB (the FLOW_OUTPUT block is at the end)
@@ -94,6 +97,10 @@ async def run_program(
     children die too); a cancellation is re-raised after the kill. ``on_start`` receives
     the process as soon as it runs (e.g. to kill it from an executor's ``cancel``).
 
+    Called during a step attempt (a ``script``, or an executor of a ``call``), the
+    program's stdout and stderr are also kept with the step (a bounded tail of each,
+    ``FlowEngine(output_tail_bytes=...)``), shown by ``runkon logs``.
+
     Raises:
         OSError: the program could not be started (not found, not executable, ...).
     """
@@ -109,11 +116,14 @@ async def run_program(
         )
     if on_start is not None:
         on_start(process)
-    stdout = bytearray()
-    stderr = bytearray()
+    stdout = TailBuffer(STDOUT_LIMIT)
+    stderr = TailBuffer(STDERR_LIMIT)
+    capture = current_capture()
+    if capture is not None:
+        capture.ran = True
     try:
         with anyio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-            await _communicate(process, stdout, stderr)
+            await _communicate(process, stdout, stderr, capture)
         if deadline.cancelled_caught:
             with anyio.CancelScope(shield=True):
                 await kill_process_group(process)
@@ -126,8 +136,8 @@ async def run_program(
             await process.aclose()  # closes the pipes (and reaps the process)
     return ProgramResult(
         returncode=None if deadline.cancelled_caught else process.returncode,
-        stdout=stdout.decode("utf-8", errors="replace"),
-        stderr=stderr.decode("utf-8", errors="replace"),
+        stdout=stdout.data.decode("utf-8", errors="replace"),
+        stderr=stderr.data.decode("utf-8", errors="replace"),
         timed_out=deadline.cancelled_caught,
     )
 
@@ -162,7 +172,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -> None:
+async def _communicate(
+    process: Process, stdout: TailBuffer, stderr: TailBuffer, capture: OutputCapture | None
+) -> None:
     """Collect output until the process exits and its pipes close.
 
     A background grandchild may keep the pipes open after the program exits: after
@@ -171,9 +183,11 @@ async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -
     assert process.stdout is not None
     assert process.stderr is not None
     done = [anyio.Event(), anyio.Event()]
+    stdout_sinks = [stdout] if capture is None else [stdout, capture.stdout]
+    stderr_sinks = [stderr] if capture is None else [stderr, capture.stderr]
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_drain, process.stdout, stdout, STDOUT_LIMIT, done[0])
-        tg.start_soon(_drain, process.stderr, stderr, STDERR_LIMIT, done[1])
+        tg.start_soon(_drain, process.stdout, stdout_sinks, done[0])
+        tg.start_soon(_drain, process.stderr, stderr_sinks, done[1])
         await process.wait()
         with anyio.move_on_after(DRAIN_GRACE):
             for event in done:
@@ -183,14 +197,11 @@ async def _communicate(process: Process, stdout: bytearray, stderr: bytearray) -
         tg.cancel_scope.cancel()
 
 
-async def _drain(
-    stream: ByteReceiveStream, buffer: bytearray, limit: int, done: anyio.Event
-) -> None:
+async def _drain(stream: ByteReceiveStream, sinks: list[TailBuffer], done: anyio.Event) -> None:
     try:
         async for chunk in stream:
-            buffer.extend(chunk)
-            if len(buffer) > limit:
-                del buffer[: len(buffer) - limit]
+            for sink in sinks:
+                sink.write(chunk)
     finally:
         done.set()
 

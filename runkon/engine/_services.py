@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runkon.dsl import WorkflowDef, WorkflowResolver
+from runkon.engine._capture import DEFAULT_OUTPUT_TAIL_BYTES
 from runkon.engine._gates import GateWaiters
 from runkon.engine._protocols import GateResolver, ItemProvider, ScriptEnvProvider
 from runkon.engine._registry import ActionRegistry
@@ -52,6 +53,7 @@ class EngineServices:
     default_as_identity: str | None = None
     injected_variables: Mapping[str, str] = field(default_factory=dict)
     gates: GateWaiters = field(default_factory=GateWaiters)
+    output_tail_bytes: int = DEFAULT_OUTPUT_TAIL_BYTES
 
     def resolve_schema(self, name: str | None) -> Any:
         """The output schema object for ``name`` (None without a resolver or a name)."""

@@ -329,6 +329,7 @@ class RunState:
         status: StepStatus = StepStatus.RUNNING,
         parallel_group_id: str | None = None,
         events: Sequence[NewEvent] = (),
+        inputs: Mapping[str, str] | None = None,
     ) -> StepRecord:
         step: StepRecord = await self.store.insert_step(
             NewStep(
@@ -342,6 +343,7 @@ class RunState:
                 resume_key=key,
                 parallel_group_id=parallel_group_id,
                 kind=kind,
+                inputs=inputs or {},
             ),
             generation=self.generation,
             events=events,

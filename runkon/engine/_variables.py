@@ -108,6 +108,10 @@ class VariableMap(Mapping[str, str]):
     def __repr__(self) -> str:
         return f"VariableMap({dict(self)!r})"
 
+    def computed(self) -> Mapping[str, str]:
+        """The values held now, without computing the lazy ones (``prior_contexts``)."""
+        return self._values
+
     def with_values(self, extra: Mapping[str, str]) -> VariableMap:
         """A copy with ``extra`` added (overriding)."""
         return VariableMap({**self._values, **extra}, self._lazy)
@@ -170,6 +174,44 @@ class RunVariables:
                 _log.warning("flow output field shadows an engine variable; ignored", key=key)
                 continue
             self._values[key] = value
+
+
+RECORDED_VALUE_CHARS = 1000
+RECORDED_TOTAL_CHARS = 16_000
+MORE_KEY = "…"
+
+
+def recorded_inputs(values: Mapping[str, str]) -> dict[str, str]:
+    """The variables a step ran with, bounded for its step record (``runkon show``).
+
+    Values longer than ``RECORDED_VALUE_CHARS`` are cut (``… (N more characters)``);
+    once ``RECORDED_TOTAL_CHARS`` are kept, the remaining names are counted under the
+    key ``…`` instead. Names are kept in sorted order.
+    """
+    kept: dict[str, str] = {}
+    total = 0
+    names = sorted(values)
+    for index, name in enumerate(names):
+        value = values[name]
+        if len(value) > RECORDED_VALUE_CHARS:
+            cut = len(value) - RECORDED_VALUE_CHARS
+            value = f"{value[:RECORDED_VALUE_CHARS]}… ({cut} more characters)"
+        if total + len(value) > RECORDED_TOTAL_CHARS:
+            kept[MORE_KEY] = f"{len(names) - index} more variables not kept"
+            break
+        kept[name] = value
+        total += len(value)
+    return kept
+
+
+def placeholders(*templates: str) -> list[str]:
+    """The ``{{name}}`` names used in ``templates``, each once, in order of appearance."""
+    found: dict[str, None] = {}
+    for template in templates:
+        if "{{" in template:
+            for match in _PLACEHOLDER_RE.finditer(template):
+                found.setdefault(match.group(1), None)
+    return list(found)
 
 
 def substitute(

@@ -10,6 +10,7 @@ from runkon.persistence._protocol import Store as Store
 from runkon.persistence._records import ACTIVE_RUN_STATUSES as ACTIVE_RUN_STATUSES
 from runkon.persistence._records import TERMINAL_RUN_STATUSES as TERMINAL_RUN_STATUSES
 from runkon.persistence._records import TERMINAL_STEP_STATUSES as TERMINAL_STEP_STATUSES
+from runkon.persistence._records import CapturedOutput as CapturedOutput
 from runkon.persistence._records import EventRecord as EventRecord
 from runkon.persistence._records import FanOutItemRecord as FanOutItemRecord
 from runkon.persistence._records import FanOutItemStatus as FanOutItemStatus
@@ -53,6 +54,7 @@ __all__ = [
     "MIGRATIONS",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_STEP_STATUSES",
+    "CapturedOutput",
     "EventListener",
     "EventRecord",
     "FanOutItemRecord",

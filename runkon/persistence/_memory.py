@@ -28,6 +28,7 @@ from runkon.persistence._protocol import EventListener
 from runkon.persistence._records import (
     ACTIVE_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
+    CapturedOutput,
     EventRecord,
     FanOutItemRecord,
     FanOutItemStatus,
@@ -89,6 +90,7 @@ class InMemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, StepRecord] = {}
         self._run_steps: dict[str, list[str]] = {}
+        self._outputs: dict[str, CapturedOutput] = {}
         self._gates: dict[str, _GateState] = {}
         self._waiting_gates: dict[str, set[str]] = {}  # run id -> its waiting gate steps
         self._items: dict[str, FanOutItemRecord] = {}
@@ -399,6 +401,8 @@ class InMemoryStore:
         updated = rules.apply_step_update(step, update, now)
         staged = self._stage_events(step.run_id, events, now) if events else None
         self._steps[step_id] = updated
+        if update.output is not None:
+            self._outputs[step_id] = update.output
         if updated.role is _GATE:
             self._track_waiting(updated)
         if staged:
@@ -424,6 +428,12 @@ class InMemoryStore:
         steps = [self._steps[step_id] for step_id in self._run_steps[run_id]]
         steps.sort(key=lambda step: (step.position, step.id))
         return steps
+
+    async def get_step_output(self, step_id: str) -> CapturedOutput | None:
+        """The step's captured stdout/stderr (see ``Store.get_step_output``)."""
+        self._check_open()
+        self._step(step_id)
+        return self._outputs.get(step_id)
 
     # ------------------------------------------------------------------ fan-out
 

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from runkon.persistence._records import (
+    CapturedOutput,
     EventRecord,
     FanOutItemRecord,
     FanOutItemStatus,
@@ -273,6 +274,14 @@ class Store(Protocol):
 
         Raises:
             UnknownRunError: no run has this id.
+        """
+
+    async def get_step_output(self, step_id: str) -> CapturedOutput | None:
+        """Return the stdout/stderr captured for the step (``StepUpdate.output``), or
+        None when none was stored.
+
+        Raises:
+            UnknownStepError: no step has this id.
         """
 
     # ------------------------------------------------------------------ fan-out

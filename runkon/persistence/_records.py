@@ -19,6 +19,7 @@ __all__ = [
     "ACTIVE_RUN_STATUSES",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_STEP_STATUSES",
+    "CapturedOutput",
     "EventRecord",
     "FanOutItemRecord",
     "FanOutItemStatus",
@@ -342,6 +343,8 @@ class NewStep:
         resume_key: the step's unique identity within the run, set by the engine.
         parallel_group_id: shared by the calls of one ``parallel`` block.
         kind: the DSL node kind (``call``, ``script``, ...), for display.
+        inputs: the variables the step runs with (the engine keeps them bounded: long
+            values cut, see ``FlowEngine``), for display.
     """
 
     run_id: str
@@ -354,6 +357,39 @@ class NewStep:
     resume_key: str | None = None
     parallel_group_id: str | None = None
     kind: str | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
+
+
+@_fast_init
+@dataclass(frozen=True, slots=True)
+class CapturedOutput:
+    """The tail of what a step's program wrote to stdout and stderr.
+
+    The engine keeps at most a bounded number of bytes of each stream (the END of it);
+    ``*_dropped_bytes`` count the bytes cut from the start. Bytes are decoded as UTF-8
+    (undecodable bytes replaced).
+
+    Attributes:
+        stdout: the end of the standard output.
+        stderr: the end of the standard error.
+        stdout_dropped_bytes: bytes of stdout not kept (0: the whole stream is there).
+        stderr_dropped_bytes: bytes of stderr not kept.
+    """
+
+    stdout: str = ""
+    stderr: str = ""
+    stdout_dropped_bytes: int = 0
+    stderr_dropped_bytes: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """True when the start of either stream was dropped."""
+        return self.stdout_dropped_bytes > 0 or self.stderr_dropped_bytes > 0
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the program(s) wrote nothing to either stream."""
+        return not (self.stdout or self.stderr or self.truncated)
 
 
 @_fast_init
@@ -373,6 +409,9 @@ class StepUpdate:
         retry_count: the attempt number.
         structured_output: structured output as JSON text.
         step_error: the error message of a failed step.
+        output: the captured stdout/stderr of the programs the step ran; stored apart
+            from the step (read it with :meth:`Store.get_step_output`), replacing any
+            output stored before.
     """
 
     status: StepStatus
@@ -383,6 +422,7 @@ class StepUpdate:
     retry_count: int | None = None
     structured_output: str | None = None
     step_error: str | None = None
+    output: CapturedOutput | None = None
 
 
 @_fast_init
@@ -391,7 +431,10 @@ class StepRecord:
     """A stored step (one row of ``workflow_run_steps``).
 
     ``gate_type`` and ``gate_feedback`` are set on gate steps only; read the whole gate
-    with :meth:`Store.get_gate`.
+    with :meth:`Store.get_gate`. ``inputs`` are the variables the step ran with, as the
+    engine recorded them (empty for steps that take none, and for rows written by
+    runkon-flow). The captured stdout/stderr is not part of the record: read it with
+    :meth:`Store.get_step_output`.
     """
 
     id: str
@@ -415,6 +458,7 @@ class StepRecord:
     kind: str | None
     gate_type: str | None
     gate_feedback: str | None
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:

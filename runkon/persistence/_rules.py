@@ -169,6 +169,7 @@ def new_step_record(new_step: NewStep, step_id: str, now: datetime) -> StepRecor
         new_step.kind,
         None,  # gate_type
         None,  # gate_feedback
+        new_step.inputs,
     )
 
 
@@ -207,6 +208,7 @@ def apply_step_update(step: StepRecord, update: StepUpdate, now: datetime) -> St
         step.kind,
         step.gate_type,
         step.gate_feedback,
+        step.inputs,
     )
 
 

@@ -189,6 +189,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "what a step ran with and what its programs wrote: step inputs, stdout/stderr tails",
+        """
+        ALTER TABLE workflow_run_steps ADD COLUMN runkon_inputs TEXT;
+
+        CREATE TABLE runkon_step_output (
+            step_id              TEXT PRIMARY KEY REFERENCES workflow_run_steps(id),
+            stdout               TEXT NOT NULL,
+            stderr               TEXT NOT NULL,
+            stdout_dropped_bytes INTEGER NOT NULL DEFAULT 0,
+            stderr_dropped_bytes INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 """runkon's schema changes, in order. Append only."""
 

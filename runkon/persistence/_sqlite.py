@@ -42,6 +42,7 @@ from runkon.persistence._ids import new_ulid
 from runkon.persistence._notify import EventListeners, NotificationHub, Subscription
 from runkon.persistence._protocol import EventListener
 from runkon.persistence._records import (
+    CapturedOutput,
     EventRecord,
     FanOutItemRecord,
     FanOutItemStatus,
@@ -265,6 +266,10 @@ class SqliteStore:
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         """The run's steps by position, then insertion."""
         return await self._call(ops.get_steps, run_id)
+
+    async def get_step_output(self, step_id: str) -> CapturedOutput | None:
+        """The step's captured stdout/stderr (see ``Store.get_step_output``)."""
+        return await self._call(ops.get_step_output, step_id)
 
     # ------------------------------------------------------------------ fan-out
 

@@ -26,6 +26,7 @@ from runkon.persistence._ids import new_ulid
 from runkon.persistence._records import (
     ACTIVE_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
+    CapturedOutput,
     EventRecord,
     FanOutItemRecord,
     FanOutItemStatus,
@@ -384,8 +385,8 @@ def list_recoverable_runs(conn: sqlite3.Connection, now: datetime) -> list[RunRe
 
 _INSERT_STEP = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, status, position, "
-    "iteration, retry_count, started_at, parallel_group_id, resume_key, kind) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "iteration, retry_count, started_at, parallel_group_id, resume_key, kind, runkon_inputs) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -412,6 +413,7 @@ def insert_step(
                 step.parallel_group_id,
                 step.resume_key,
                 step.kind,
+                rules.dump_json(dict(step.inputs)) if step.inputs else None,
             ),
         )
         stored = insert_events(conn, step.run_id, rules.with_step_id(events, step.id), now)
@@ -464,8 +466,43 @@ def update_step(
                 step_id,
             ),
         )
+        if update.output is not None:
+            conn.execute(_UPSERT_OUTPUT, (step_id, *_output_values(update.output)))
         stored = insert_events(conn, step.run_id, events, now)
     return Committed(step, stored)
+
+
+_UPSERT_OUTPUT = (
+    "INSERT OR REPLACE INTO runkon_step_output (step_id, stdout, stderr, stdout_dropped_bytes, "
+    "stderr_dropped_bytes) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _output_values(output: CapturedOutput) -> tuple[str, str, int, int]:
+    return (
+        output.stdout,
+        output.stderr,
+        output.stdout_dropped_bytes,
+        output.stderr_dropped_bytes,
+    )
+
+
+def get_step_output(conn: sqlite3.Connection, step_id: str) -> CapturedOutput | None:
+    """A step's captured stdout/stderr, or None (the step must exist)."""
+    row = conn.execute(
+        "SELECT stdout, stderr, stdout_dropped_bytes, stderr_dropped_bytes "
+        "FROM runkon_step_output WHERE step_id = ?",
+        (step_id,),
+    ).fetchone()
+    if row is None:
+        step_row(conn, step_id)  # raises UnknownStepError for an unknown step
+        return None
+    return CapturedOutput(
+        stdout=row["stdout"],
+        stderr=row["stderr"],
+        stdout_dropped_bytes=row["stdout_dropped_bytes"],
+        stderr_dropped_bytes=row["stderr_dropped_bytes"],
+    )
 
 
 def _ts_text(moment: datetime | None) -> str | None:

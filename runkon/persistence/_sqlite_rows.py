@@ -67,7 +67,8 @@ RUN_COLUMNS = (
 STEP_COLUMNS = (
     "id, workflow_run_id, step_name, role, status, position, iteration, retry_count, "
     "started_at, ended_at, child_run_id, result_text, context_out, markers_out, "
-    "structured_output, step_error, parallel_group_id, resume_key, kind, gate_type, gate_feedback"
+    "structured_output, step_error, parallel_group_id, resume_key, kind, gate_type, gate_feedback, "
+    "runkon_inputs"
 )
 
 ITEM_COLUMNS = (
@@ -228,6 +229,7 @@ def row_to_step(row: sqlite3.Row) -> StepRecord:
         kind=row["kind"],
         gate_type=row["gate_type"],
         gate_feedback=row["gate_feedback"],
+        inputs=_string_map(table, step_id, "runkon_inputs", row["runkon_inputs"]),
     )
 
 

@@ -15,6 +15,7 @@ from runkon.errors import (
     UnknownStepError,
 )
 from runkon.persistence import (
+    CapturedOutput,
     FanOutItemStatus,
     FanOutItemUpdate,
     NewEvent,
@@ -365,6 +366,59 @@ async def steps_insert_and_update(h: StoreHarness) -> None:
     assert [s.id for s in await store.get_steps(run.id)] == [pending.id, same_position.id, step.id]
 
 
+async def step_inputs_and_output_round_trip(h: StoreHarness) -> None:
+    """A step's inputs and its captured stdout/stderr tails read back as written, also elsewhere."""
+    store = h.store
+    run, gen = await leased_run(store)
+    inputs = {"ticket": "T-1", "prior_context": "line 1\nline 2 \u00e9\u2603", "empty": ""}
+    step = await store.insert_step(
+        NewStep(run.id, "build", StepRole.AGENT, 0, kind="script", inputs=inputs),
+        generation=gen,
+    )
+    assert dict(step.inputs) == inputs
+    bare = await running_step(store, run.id, gen)
+    assert dict(bare.inputs) == {}
+    assert await store.get_step_output(step.id) is None
+    tail = CapturedOutput(
+        stdout="out \u2603\nlast line\n",
+        stderr="warning: x\n",
+        stdout_dropped_bytes=70_000,
+        stderr_dropped_bytes=0,
+    )
+    running = await store.update_step(
+        step.id,
+        StepUpdate(StepStatus.RUNNING, output=CapturedOutput(stdout="early")),
+        generation=gen,
+    )
+    assert dict(running.inputs) == inputs
+    done = await store.update_step(
+        step.id,
+        StepUpdate(StepStatus.FAILED, step_error="exit 1", output=tail),
+        generation=gen,
+    )
+    assert dict(done.inputs) == inputs
+    stored = await store.get_step_output(step.id)
+    assert stored == tail
+    assert stored is not None
+    assert stored.truncated
+    assert not stored.is_empty
+    assert await store.get_step_output(bare.id) is None
+    missing = "01NOSUCHID00000000000000000"
+    assert (await raises(UnknownStepError, store.get_step_output(missing))).step_id == missing
+    # The output of a step whose update was refused is not replaced.
+    await raises(
+        InvalidTransitionError,
+        store.update_step(
+            step.id, StepUpdate(StepStatus.COMPLETED, output=CapturedOutput()), generation=gen
+        ),
+    )
+    async with h.open_second() as second:
+        assert await second.get_step_output(step.id) == tail
+        (again,) = [s for s in await second.get_steps(run.id) if s.id == step.id]
+        assert dict(again.inputs) == inputs
+        assert again == done
+
+
 async def terminal_step_is_final(h: StoreHarness) -> None:
     """A terminal step is never overwritten: the update is refused and nothing changes."""
     store = h.store
@@ -610,6 +664,7 @@ CHECKS = [
     recoverable_runs_are_active_and_unleased,
     lease_times_are_utc_datetimes,
     steps_insert_and_update,
+    step_inputs_and_output_round_trip,
     terminal_step_is_final,
     unknown_ids_raise_store_errors,
     fan_out_insert_is_idempotent,

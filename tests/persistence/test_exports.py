@@ -19,6 +19,7 @@ EXPECTED = {
         "MIGRATIONS",
         "TERMINAL_RUN_STATUSES",
         "TERMINAL_STEP_STATUSES",
+        "CapturedOutput",
         "EventListener",
         "EventRecord",
         "FanOutItemRecord",
