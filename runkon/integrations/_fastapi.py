@@ -40,6 +40,7 @@ from runkon.integrations._inbox import (
     security_headers,
     session_cookie,
 )
+from runkon.integrations._run_page import load_run, render_run, render_run_page, run_changes
 from runkon.integrations._schemas import (
     CancelOut,
     CancelRequest,
@@ -444,7 +445,9 @@ def create_inbox_router(
     keepalive: float = 15.0,
 ) -> APIRouter:
     """The web inbox: a server-rendered page of waiting gates with forms to approve,
-    reject or give feedback, kept up to date live; plus sign-in and sign-out.
+    reject or give feedback, kept up to date live; a page per run (``{prefix}/runs/{id}``:
+    its steps as a timeline with their output and gate decisions, live while it runs),
+    linked from each gate and from the recent runs; plus sign-in and sign-out.
 
     Args:
         api: the HTTP surface (engine + authorization hook) the inbox acts through.
@@ -521,6 +524,41 @@ def create_inbox_router(
             return _error_response(exc)
         since = request.headers.get("last-event-id") or since
         return EventStreamResponse(feed.stream(since, keepalive=keepalive))
+
+    @router.get("/runs/{run_id}")
+    async def run_page(request: Request, run_id: str) -> Response:
+        base = base_of(request)
+        try:
+            identity = await api.identify(request.headers)
+        except ApiError:
+            return html(render_sign_in(base=base), 401)
+        try:
+            view = await load_run(api, request.headers, run_id)
+        except ApiError as exc:
+            text = f"{exc.message[:1].upper()}{exc.message[1:]}."
+            return html(render_problem(base=base, title="No such run", text=text), exc.status)
+        nonce = new_nonce()
+        token = csrf.token(request.headers, identity)
+        page = render_run_page(view, base=base, identity=identity, csrf=token, nonce=nonce)
+        return html(page, nonce=nonce)
+
+    @router.get("/runs/{run_id}/fragment")
+    async def run_fragment(request: Request, run_id: str) -> Response:
+        try:
+            view = await load_run(api, request.headers, run_id)
+        except ApiError as exc:
+            return _error_response(exc)
+        return html(render_run(view, base=base_of(request)))
+
+    @router.get("/runs/{run_id}/stream")
+    async def run_stream(request: Request, run_id: str) -> Response:
+        try:
+            events = await api.open_events(
+                request.headers, run_id, request.headers.get("last-event-id")
+            )
+        except ApiError as exc:
+            return _error_response(exc)
+        return EventStreamResponse(run_changes(events, keepalive=keepalive))
 
     @router.post("/decide")
     async def decide_gate(request: Request) -> Response:

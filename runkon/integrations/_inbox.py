@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 
@@ -446,7 +446,7 @@ def render_gate(gate: GateOut, *, base: str, csrf: str, now: datetime) -> str:
         f"<h2>{_e(gate.gate_name)}{kind}</h2>"
         f"{prompt}<dl>"
         f"<dt>Workflow</dt><dd>{_e(gate.workflow_name)}</dd>"
-        f"<dt>Run</dt><dd><code>{_e(gate.run_id)}</code></dd>"
+        f"<dt>Run</dt><dd>{run_link(gate.run_id, base=base)}</dd>"
         f'<dt>Approvals</dt><dd class="approvals">{gate.approvals}/{gate.min_approvals}</dd>'
         f"<dt>Deadline</dt><dd>{deadline}</dd></dl>"
         f'<form method="post" action="{_e(base)}/decide">'
@@ -485,7 +485,7 @@ def render_list(
     else:
         section = '<h2>Waiting gates (0)</h2><p class="empty">No gate is waiting.</p>'
     rows = "".join(
-        f'<tr data-run="{_e(r.id)}" data-status="{_e(r.status)}"><td><code>{_e(r.id)}</code>'
+        f'<tr data-run="{_e(r.id)}" data-status="{_e(r.status)}"><td>{run_link(r.id, base=base)}'
         f'</td><td>{_e(r.workflow_name)}</td><td class="status">'
         f"{_e('stalled' if r.stalled else r.status)}</td>"
         f"<td>{_e(_when(r.started_at))}</td></tr>"
@@ -519,17 +519,30 @@ def render_page(
     )
     return _document(
         "runkon inbox",
-        f'<header><h1>runkon inbox</h1><span id="live" class="live">\u25cb connecting</span>'
-        f"<span>signed in as <strong>{_e(identity.name)}</strong></span>"
-        f'<form method="post" action="{_e(base)}/sign-out">'
-        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
-        f"<button>Sign out</button></form></header>"
-        f"<main>{banner}"
+        f"{render_header(base=base, identity=identity, csrf=csrf)}<main>{banner}"
         f'<div id="live-list" data-version="{_e(version)}">'
         f"{render_list(gates, runs, base=base, csrf=csrf)}</div></main>"
         f'<script nonce="{_e(nonce)}">{_SCRIPT}</script>',
         base=base,
     )
+
+
+def render_header(*, base: str, identity: Identity, csrf: str, title: str = "runkon inbox") -> str:
+    """The bar on top of a signed-in page: the title, the live badge (``#live``), who
+    is signed in and the sign-out button."""
+    return (
+        f'<header><h1>{_e(title)}</h1><span id="live" class="live">\u25cb connecting</span>'
+        f"<span>signed in as <strong>{_e(identity.name)}</strong></span>"
+        f'<form method="post" action="{_e(base)}/sign-out">'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+        f"<button>Sign out</button></form></header>"
+    )
+
+
+def run_link(run_id: str, *, base: str) -> str:
+    """The run's id as a link to its run page (``{base}/runs/{run_id}``)."""
+    href = f"{base}/runs/{quote(run_id, safe='')}"
+    return f'<a class="run-link" href="{_e(href)}"><code>{_e(run_id)}</code></a>'
 
 
 def render_sign_in(*, base: str, error: str | None = None, token: str | None = None) -> str:
@@ -576,11 +589,11 @@ def render_problem(*, base: str, title: str, text: str) -> str:
     )
 
 
-def _document(title: str, body: str, *, base: str) -> str:
+def _document(title: str, body: str, *, base: str, css: str = "") -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
+        f"<title>{_e(title)}</title><style>{_CSS}{css}</style></head>"
         f'<body data-base="{_e(base)}">{body}</body></html>'
     )
 

@@ -121,11 +121,12 @@ async def wait_until(read: Any, done: Any, *, timeout: float = 5.0) -> Any:
 
 @asynccontextmanager
 async def serving(
-    store: Store, *, authorizer: Authorizer = AUTH, **app_options: Any
+    store: Store, *, authorizer: Authorizer = AUTH, action: Any = None, **app_options: Any
 ) -> AsyncIterator[Harness]:
-    """The app (engine started by its lifespan) and a client talking to it in-process."""
+    """The app (engine started by its lifespan) and a client talking to it in-process;
+    ``action`` replaces the recording fallback executor."""
     rec = Recorder()
-    engine = FlowEngine(store, fallback_action=rec, manage_store=False)
+    engine = FlowEngine(store, fallback_action=action or rec, manage_store=False)
     options: dict[str, Any] = {"workflows": WORKFLOWS, "csrf_secret": "test-secret"}
     options.update(app_options)
     app = create_app(engine, authorizer, **options)

@@ -303,6 +303,9 @@ async def test_recent_runs_show_a_run_no_engine_drives_as_stalled(store: Store) 
         run_id = await h.start("ship", {"ticket": "T-1"})
         orphan = await store.create_run(NewRun(workflow_name="ship"))  # nobody holds it
         page = (await h.client.get("/inbox", headers=ALICE_COOKIE)).text
-    cells = '"><td><code>{0}</code></td><td>ship</td><td class="status">{1}</td>'
+    cells = (
+        '"><td><a class="run-link" href="/inbox/runs/{0}"><code>{0}</code></a></td>'
+        '<td>ship</td><td class="status">{1}</td>'
+    )
     assert cells.format(orphan.id, "stalled") in page
     assert cells.format(run_id, "waiting") in page
