@@ -15,6 +15,10 @@ cancellation continues.
 Each attempt's row records the variables it runs with (``inputs``, bounded) and, when
 programs ran during the attempt (a script, an executor using ``run_program``), the tail
 of their stdout and stderr (``FlowEngine(output_tail_bytes=...)``), whatever the outcome.
+
+An attempt a crash left open is closed (``failed``, "interrupted") and run again in a new
+row, except when the caller passes it as ``continue_row``: then that attempt goes on in
+its own row (``call workflow`` does so, as its child run is continued, not restarted).
 """
 
 from __future__ import annotations
@@ -78,11 +82,14 @@ async def mark_cancelled(
             state.log.debug("could not record cancelled step", step_id=step.id, error=str(exc))
 
 
+INTERRUPTED = "interrupted: the engine stopped before this attempt finished; it ran again"
+"""The error of a row :func:`close_interrupted` closed."""
+
+
 async def close_interrupted(state: RunState, step: StepRecord) -> None:
     """Close a row an engine stop or crash left open; the step runs again in a new row."""
-    what = "interrupted: the engine stopped before this attempt finished; it ran again"
     await state.update_step(
-        step.id, StepUpdate(StepStatus.FAILED, result_text=what, step_error=what)
+        step.id, StepUpdate(StepStatus.FAILED, result_text=INTERRUPTED, step_error=INTERRUPTED)
     )
 
 
@@ -102,39 +109,48 @@ async def run_attempts(
     role: StepRole = StepRole.AGENT,
     result_name: str | None = None,
     inputs: Callable[[], Mapping[str, str]] | None = None,
+    continue_row: StepRecord | None = None,
 ) -> bool:
     """Run attempts until one succeeds or none are left. Returns True on success.
 
     ``name`` is the step's stored name; ``result_name`` (default: ``name``) is the name
     conditions use for its result. ``inputs`` gives the variables an attempt runs with,
-    as recorded on its row (bounded by the caller).
+    as recorded on its row (bounded by the caller). ``continue_row``: an attempt row a
+    crash left open, to go on with (same row, same attempt number) instead of closing it.
     """
     result_name = result_name or name
     retry_error: str | None = None
-    earlier = state.latest(key)
-    if earlier is not None and not earlier.is_terminal:
-        await close_interrupted(state, earlier)
-    for attempt in range(retries + 1):
-        step = await state.insert_step(
-            name,
-            key,
-            role=role,
-            kind=kind,
-            position=position,
-            iteration=iteration,
-            attempt=attempt,
-            parallel_group_id=parallel_group_id,
-            inputs=None if inputs is None else inputs(),
-            events=[
-                event(
-                    "step_started",
-                    step_name=name,
-                    kind=kind,
-                    attempt=attempt,
-                    iteration=iteration,
-                )
-            ],
-        )
+    first = 0
+    if continue_row is not None:
+        first = min(continue_row.retry_count, retries)
+    else:
+        earlier = state.latest(key)
+        if earlier is not None and not earlier.is_terminal:
+            await close_interrupted(state, earlier)
+    for attempt in range(first, retries + 1):
+        if continue_row is not None:
+            step, continue_row = continue_row, None
+        else:
+            step = await state.insert_step(
+                name,
+                key,
+                role=role,
+                kind=kind,
+                position=position,
+                iteration=iteration,
+                attempt=attempt,
+                parallel_group_id=parallel_group_id,
+                inputs=None if inputs is None else inputs(),
+                events=[
+                    event(
+                        "step_started",
+                        step_name=name,
+                        kind=kind,
+                        attempt=attempt,
+                        iteration=iteration,
+                    )
+                ],
+            )
         began = time.monotonic()
         with capturing(state.services.output_tail_bytes) as capture:
             try:

@@ -570,6 +570,8 @@ class FlowEngine:
             )
         if existing is not None:
             state = await self._resume_state(existing, depth=parent.depth + 1, wait_for_lease=True)
+            if request.on_started is not None:  # the parent's row must name it (issue 14.1)
+                await request.on_started(existing.id)
         else:
             values = apply_inputs(request.workflow, request.inputs)
             run = await self.store.create_run(

@@ -3,7 +3,9 @@
 The child runs in the parent's task, so cancelling the parent cancels it. On success the
 child's completed steps bubble up (``if review-agg.has_findings`` works after
 ``call workflow review``), and the step takes the markers and context of the child's last
-completed step. A child left unfinished by a crash is resumed, not started again.
+completed step. A child left unfinished by a crash is resumed, not started again: the
+attempt row the crash left open goes on (it keeps the child's run id), so any number of
+crashes, at any depth, continue the same child run (see :func:`interrupted_attempt`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from __future__ import annotations
 import anyio
 
 from runkon.dsl import MAX_WORKFLOW_DEPTH, CallWorkflowNode, WorkflowDef
-from runkon.engine._attempts import Failure, Outcome, Success, describe_error, run_attempts
+from runkon.engine._attempts import (
+    INTERRUPTED,
+    Failure,
+    Outcome,
+    Success,
+    describe_error,
+    run_attempts,
+)
 from runkon.engine._node_call import on_fail_runner, step_key
 from runkon.engine._services import ChildRequest
 from runkon.engine._state import RunState, StepResult
@@ -74,6 +83,32 @@ async def bubble_up(state: RunState, child_run_id: str) -> tuple[tuple[str, ...]
     return last.markers_out, last.context_out or ""
 
 
+async def interrupted_attempt(state: RunState, key: str) -> tuple[StepRecord | None, str | None]:
+    """The attempt row of step ``key`` a crash left open, and the child run to continue.
+
+    The child's id is on the row once the child exists; a crash between creating the
+    child run and recording its id leaves it findable by its ``parent_step_id``. Rows
+    closed as interrupted by earlier versions (which ran the attempt again in a new row
+    without the child's id) are followed back too.
+    """
+    rows = state.history(key)
+    if not rows or rows[-1].is_terminal:
+        return None, None
+    chain = [rows[-1]]
+    for row in reversed(rows[:-1]):
+        if row.step_error != INTERRUPTED:
+            break
+        chain.append(row)
+    for row in chain:
+        if row.child_run_id:
+            return rows[-1], row.child_run_id
+    ids = {row.id for row in chain}
+    for run in await state.store.list_runs(parent_run_id=state.run_id):  # newest first
+        if run.parent_step_id in ids:
+            return rows[-1], run.id
+    return rows[-1], None
+
+
 async def run_call_workflow_node(
     state: RunState, node: CallWorkflowNode, path: str, iteration: int
 ) -> None:
@@ -87,8 +122,7 @@ async def run_call_workflow_node(
             await bubble_up(state, done.child_run_id)
         await state.restore(name, done)  # after the bubbling: its own result wins
         return
-    earlier = state.latest(key)
-    resumable = earlier.child_run_id if earlier is not None and not earlier.is_terminal else None
+    interrupted, resumable = await interrupted_attempt(state, key)
 
     async def attempt(step: StepRecord, attempt_no: int, retry_error: str | None) -> Outcome:
         nonlocal resumable
@@ -105,6 +139,8 @@ async def run_call_workflow_node(
         inputs = {k: substitute(v, variables, keep_unresolved=True) for k, v in node.inputs.items()}
 
         async def started(child_run_id: str) -> None:
+            if step.child_run_id == child_run_id:
+                return  # the continued row already names it
             await state.update_step(
                 step.id, StepUpdate(StepStatus.RUNNING, child_run_id=child_run_id)
             )
@@ -144,4 +180,5 @@ async def run_call_workflow_node(
         attempt_fn=attempt,
         on_fail_agent=on_fail_runner(state, stored_name, path, iteration),
         role=StepRole.WORKFLOW,
+        continue_row=interrupted,
     )

@@ -5,8 +5,9 @@ child run under a ``CapacityLimiter(max_parallel)``, in dependency order with
 ``ordered = true``. ``on_child_fail``: ``continue`` goes on, ``halt`` cancels the children
 in flight and dispatches no more, ``skip_dependents`` skips everything that depends on the
 failed item. Items caught in a dependency cycle are skipped; with ``on_cycle = fail`` that
-fails the step. On resume, finished items are kept, and an item left ``running`` by a
-crash is run again (its child run resumed if it exists).
+fails the step. On resume, finished items are kept, and an item left unfinished by a
+crash goes on with its child run if one exists (also one a crash left unrecorded on the
+item), so no completed step of a child runs twice.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ async def run_foreach_node(state: RunState, node: ForEachNode, path: str, iterat
         await state.restore(name, done)
         return
     earlier = state.latest(key)
-    if earlier is not None and not earlier.is_terminal:
+    continued = earlier is not None and not earlier.is_terminal
+    if earlier is not None and continued:
         step = earlier  # a crash left it running: continue with its items
     else:
         step = await state.insert_step(
@@ -62,7 +64,7 @@ async def run_foreach_node(state: RunState, node: ForEachNode, path: str, iterat
             events=[event("step_started", step_name=name, kind="foreach", iteration=iteration)],
         )
     try:
-        await _Fanout(state, node, step, iteration).run()
+        await _Fanout(state, node, step, iteration, continued=continued).run()
     except anyio.get_cancelled_exc_class():
         if not (state.shutdown or state.lease_lost):
             await mark_cancelled(state, step)
@@ -89,9 +91,17 @@ def _check_items(items: Sequence[object]) -> str | None:
 
 class _Fanout:
     def __init__(
-        self, state: RunState, node: ForEachNode, step: StepRecord, iteration: int
+        self,
+        state: RunState,
+        node: ForEachNode,
+        step: StepRecord,
+        iteration: int,
+        *,
+        continued: bool = False,
     ) -> None:
         self.state = state
+        self.continued = continued
+        self.unrecorded: dict[str, str] = {}  # item_id -> child run a crash left unrecorded
         self.node = node
         self.step = step
         self.iteration = iteration
@@ -163,6 +173,8 @@ class _Fanout:
         )
         for row in await state.store.get_fan_out_items(self.step.id):
             self.rows[row.item_id] = row
+        if self.continued:
+            await self._find_unrecorded_children()
         if not self.rows:
             await self.finish()
             return
@@ -177,6 +189,17 @@ class _Fanout:
                 if self._ready(item_id):
                     tg.start_soon(self._run_item, child, item_id, limiter)
         await self.finish()
+
+    async def _find_unrecorded_children(self) -> None:
+        """Child runs created for pending items whose ids a crash kept off the item rows
+        (between creating the child and recording it): they are continued, not lost."""
+        pending = {i for i, row in self.rows.items() if row.status == FanOutItemStatus.PENDING}
+        if not pending:
+            return
+        for run in await self.state.store.list_runs(parent_run_id=self.state.run_id):
+            item_id = run.inputs.get("item.id")
+            if run.parent_step_id == self.step.id and item_id in pending:
+                self.unrecorded.setdefault(item_id, run.id)  # newest first
 
     def _ready(self, item_id: str) -> bool:
         row = self.rows[item_id]
@@ -210,9 +233,14 @@ class _Fanout:
             if self.halted:
                 return
             row = self.rows[item_id]
-            existing = row.child_run_id if row.status == FanOutItemStatus.RUNNING else None
+            if row.status == FanOutItemStatus.RUNNING:
+                existing = row.child_run_id
+            else:
+                existing = self.unrecorded.get(item_id)
 
             async def started(child_run_id: str) -> None:
+                if row.status == FanOutItemStatus.RUNNING and row.child_run_id == child_run_id:
+                    return  # resumed: the item already names its child
                 await self._update(
                     row,
                     FanOutItemUpdate(FanOutItemStatus.RUNNING, child_run_id=child_run_id),

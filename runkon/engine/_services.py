@@ -29,7 +29,9 @@ class ChildRequest:
     iteration: int
     existing_run_id: str | None = None
     on_started: Callable[[str], Awaitable[None]] | None = None
-    """Called with the child's run id once its record exists (before it runs)."""
+    """Called with the child's run id once its record exists (before it runs), also
+    when an existing child is resumed; it records the id where the parent finds it
+    again after a crash (and must do nothing if it is already recorded)."""
     as_identity: str | None = None
     """Identity for the child's steps that name none (``call workflow x { as = ... }``)."""
 

@@ -199,6 +199,12 @@ class RunState:
         rows = self._history.get(key)
         return rows[-1] if rows else None
 
+    def history(self, key: str) -> list[StepRecord]:
+        """Every record of step ``key`` from before this execution, oldest first."""
+        if self._history is None:
+            return []
+        return list(self._history.get(key, ()))
+
     def completed(self, key: str) -> StepRecord | None:
         """The record that finished step ``key`` before a resume (completed or skipped)."""
         row = self.latest(key)
