@@ -8,6 +8,7 @@ FAILS when they are missing — it never skips.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -43,13 +44,16 @@ workflow ship {
 class Server:
     """``serve()`` in a subprocess; its printed sign-in link and token."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        flows = tmp_path / "flows"
-        flows.mkdir()
-        (flows / "ship.wf").write_text(SHIP)
+    def __init__(self, tmp_path: Path, flows: dict[str, str] | None = None) -> None:
+        """Serve ``ship.wf`` and the ``flows`` given (file name -> text)."""
+        folder = tmp_path / "flows"
+        folder.mkdir()
+        (folder / "ship.wf").write_text(SHIP)
+        for name, text in (flows or {}).items():
+            (folder / name).write_text(text)
         env = {k: v for k, v in os.environ.items() if k != "RUNKON_TOKEN"}
         self.process = subprocess.Popen(
-            [sys.executable, str(SERVE_MAIN), str(tmp_path / "runs.db"), str(flows)],
+            [sys.executable, str(SERVE_MAIN), str(tmp_path / "runs.db"), str(folder)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -79,8 +83,11 @@ class Server:
             base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
         )
 
-    def start_run(self, ticket: str) -> str:
-        answer = self.api.post("/api/runs", json={"workflow": "ship", "inputs": {"ticket": ticket}})
+    def start_run(self, ticket: str, workflow: str = "ship") -> str:
+        """Start a run over the API and wait until its gate is waiting."""
+        answer = self.api.post(
+            "/api/runs", json={"workflow": workflow, "inputs": {"ticket": ticket}}
+        )
         assert answer.status_code == 201, answer.text
         run_id: str = answer.json()["run_id"]
         deadline = time.monotonic() + 10
@@ -198,3 +205,95 @@ def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
     began = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - began < 2.5
+
+
+# Step output is hostile input: it must render as text, never as markup or script.
+HOSTILE_CONTEXT = '<script>window.pwned = "script"</script><img src=x onerror="window.pwned=1">'
+HOSTILE_MARKER = '"><img src=x onerror="window.pwned=2">'
+HOSTILE_TICKET = '<img src=x onerror="window.pwned=3">'
+LEAKY = """
+workflow leaky {
+  inputs { ticket required }
+  script inspect { run = "cat OUTPUT" }
+  gate human_approval {
+    prompt = "Ship {{ticket}}?"  options = ["ship", "hold"]  timeout = "1h"
+  }
+  if human_approval.ship { call deploy }
+}
+"""
+
+
+def flow_output(markers: list[str], context: str) -> str:
+    body = json.dumps({"markers": markers, "context": context})
+    return f"<<<FLOW_OUTPUT>>>\n{body}\n<<<END_FLOW_OUTPUT>>>\n"
+
+
+def step_entry(driver: WebDriver, name: str, status: str, *, timeout: float = 10) -> WebElement:
+    selector = f'#run li.step[data-name="{name}"][data-status="{status}"]'
+    found: list[WebElement] = WebDriverWait(driver, timeout).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, selector)
+    )
+    return found[0]
+
+
+def test_the_run_page_opens_from_a_gate_card_and_follows_the_run_live(
+    tmp_path: Path, browser: WebDriver
+) -> None:
+    output = tmp_path / "inspect-output.txt"
+    output.write_text(flow_output(["has_issues", HOSTILE_MARKER], HOSTILE_CONTEXT))
+    server = Server(tmp_path, {"leaky.wf": LEAKY.replace("OUTPUT", str(output))})
+    try:
+        run_id = server.start_run(HOSTILE_TICKET, workflow="leaky")
+        browser.get(server.sign_in_link)
+        browser.find_element(By.ID, "sign-in").click()
+        WebDriverWait(browser, 10).until(lambda d: d.current_url == f"{server.base}/inbox")
+
+        # the gate card links to the run page
+        gate_card(browser, run_id).find_element(By.CSS_SELECTOR, "a.run-link").click()
+        run_page = f"{server.base}/inbox/runs/{run_id}"
+        WebDriverWait(browser, 10).until(lambda d: d.current_url == run_page)
+        WebDriverWait(browser, 10).until(
+            lambda d: "on" in (d.find_element(By.ID, "live").get_attribute("class") or "")
+        )
+        browser.execute_script("window.stayed = true")  # gone if the page reloads
+        who = browser.find_element(By.CSS_SELECTOR, "header strong").text
+
+        inspect = step_entry(browser, "inspect", "completed")
+        assert HOSTILE_CONTEXT in inspect.text  # shown as text
+        assert "has_issues" in inspect.text
+        assert HOSTILE_MARKER in inspect.text
+        gate = step_entry(browser, "human_approval", "waiting")
+        assert f"Ship {HOSTILE_TICKET}?" in gate.text
+        assert "Waiting for a decision: 0/1 approvals" in gate.text
+        assert browser.find_elements(By.CSS_SELECTOR, '#run li.step[data-name="deploy"]') == []
+        assert browser.find_elements(By.CSS_SELECTOR, "main img, main script") == []
+        assert browser.execute_script("return window.pwned") is None
+
+        # decide the gate in the inbox, in a second tab
+        run_tab = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        browser.get(f"{server.base}/inbox")
+        card = gate_card(browser, run_id)
+        card.find_element(By.CSS_SELECTOR, 'input[name="selections"][value="ship"]').click()
+        card.find_element(By.CSS_SELECTOR, 'button[value="approve"]').click()
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".notice.ok"))
+        browser.close()
+        browser.switch_to.window(run_tab)
+
+        # the run page followed, without a reload, to the run's end
+        WebDriverWait(browser, 10).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#run[data-status="completed"]')
+        )
+        gate = step_entry(browser, "human_approval", "completed")
+        assert "Decision\napproved" in gate.text
+        assert f"By\n{who}" in gate.text  # the signed-in operator
+        assert "Selections\nship" in gate.text
+        assert "deploy done" in step_entry(browser, "deploy", "completed").text
+        WebDriverWait(browser, 10).until(
+            lambda d: d.find_element(By.ID, "live").text == "run finished"
+        )
+        assert browser.execute_script("return window.stayed") is True
+        assert browser.find_elements(By.CSS_SELECTOR, "main img, main script") == []
+        assert browser.execute_script("return window.pwned") is None
+    finally:
+        assert server.stop() == 0, "".join(server.output)
