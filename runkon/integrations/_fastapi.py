@@ -536,7 +536,8 @@ def create_inbox_router(
             view = await load_run(api, request.headers, run_id)
         except ApiError as exc:
             text = f"{exc.message[:1].upper()}{exc.message[1:]}."
-            return html(render_problem(base=base, title="No such run", text=text), exc.status)
+            title = "No such run" if exc.status == 404 else "Refused"
+            return html(render_problem(base=base, title=title, text=text), exc.status)
         nonce = new_nonce()
         token = csrf.token(request.headers, identity)
         page = render_run_page(view, base=base, identity=identity, csrf=token, nonce=nonce)

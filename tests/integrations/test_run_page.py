@@ -13,6 +13,7 @@ import runkon
 from runkon import ActionOutput, ActionParams, StepContext, Store
 from runkon.integrations import Identity, Permission, RunkonApi, Target, TokenAuthorizer
 from runkon.integrations._run_page import EXCERPT_LINES, excerpt, run_changes
+from runkon.persistence import NewRun
 
 from ._support import ALICE, AUTH, TOKENS, WORKFLOWS, serving, sse_frames
 
@@ -181,10 +182,40 @@ async def test_the_run_page_needs_sign_in_a_known_run_and_read_permission(store:
         refused = await h.client.get(f"/inbox/runs/{run_id}", headers=bob)
         assert refused.status_code == 403
         assert "may not read here" in refused.text
+        assert "<title>Refused — runkon inbox</title>" in refused.text
         assert "Ship T-1?" not in refused.text
         assert (await h.client.get(f"/inbox/runs/{run_id}/fragment", headers=bob)).status_code == (
             403
         )
+
+
+async def test_quorum_approvals_rejections_and_stalled_runs_on_the_run_page(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        quorum_id = await h.start("quorum")
+        await h.engine.approve_gate(quorum_id, "human_approval", by="alice", feedback="ok <3")
+        page = (await h.client.get(f"/inbox/runs/{quorum_id}", headers=ALICE_COOKIE)).text
+        gate = step_item(page, "human_approval")
+        assert "Waiting for a decision: 1/2 approvals" in gate
+        assert re.search(r'<ul class="approvals"><li><strong>alice</strong> at <time[^>]*>', gate)
+        assert ": ok &lt;3</li></ul>" in gate
+
+        ship_id = await h.start("ship", {"ticket": "T-2"})
+        await h.engine.reject_gate(ship_id, "human_approval", by="bob", feedback="not today")
+        assert await h.finished(ship_id) == "failed"
+        page = (await h.client.get(f"/inbox/runs/{ship_id}", headers=ALICE_COOKIE)).text
+        gate = step_item(page, "human_approval")
+        assert 'data-status="failed"' in gate
+        assert '<dd><span class="decision">rejected</span></dd><dt>By</dt><dd>bob</dd>' in gate
+        assert '<span class="feedback">not today</span>' in gate
+        assert '<dt>Error</dt><dd><span class="error">' in page  # the run's error
+
+        orphan = await store.create_run(NewRun(workflow_name="ship"))  # no engine drives it
+        page = (await h.client.get(f"/inbox/runs/{orphan.id}", headers=ALICE_COOKIE)).text
+        assert '<span class="badge s-stalled">stalled</span>' in page
+        assert 'data-live="true"' in page  # a resume elsewhere would show up
+        assert "No step has started yet." in page
 
 
 async def test_the_stream_of_a_finished_run_says_changed_once_then_end(store: Store) -> None:
