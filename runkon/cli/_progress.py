@@ -110,7 +110,7 @@ def describe(event: runkon.EngineEvent) -> str | None:
                 f" by {event.by}"
             )
         case GateResolved():
-            verdict = "approved" if event.approved else "rejected"
+            verdict = "approved" if event.approved else (event.decision or "rejected")
             text = f"gate {event.gate_name!r} {verdict}"
             if event.by:
                 text += f" by {event.by}"

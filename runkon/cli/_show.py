@@ -20,7 +20,14 @@ from runkon.cli._common import (
 )
 from runkon.cli._runs import _as_json as run_as_json
 from runkon.cli._runs import blocked_on
-from runkon.persistence import GateRecord, RunRecord, StepRecord, StepRole, StepStatus
+from runkon.persistence import (
+    GateDecision,
+    GateRecord,
+    RunRecord,
+    StepRecord,
+    StepRole,
+    StepStatus,
+)
 
 NOTE_WIDTH = 60
 OUTPUT_LINES = 20  # lines shown of each output field of a step
@@ -176,13 +183,16 @@ def _print_header(run: RunRecord) -> None:
 
 def _row(index: int, step: StepRecord, gate: GateRecord | None) -> list[str]:
     kind = step.kind or str(step.role)
+    status = str(step.status)
     if gate is not None:
         kind = f"gate:{gate.gate_type}"
+        if gate.decision is GateDecision.CANCELLED:
+            status = "cancelled"  # stored as failed: the canonical schema has no such status
     return [
         str(index),
         step.step_name,
         kind,
-        str(step.status),
+        status,
         str(step.iteration),
         str(step.retry_count),
         between(step.started_at, step.ended_at) if step.started_at else "-",

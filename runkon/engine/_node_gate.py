@@ -147,13 +147,16 @@ async def _wait_and_apply(
 
 
 async def _close_cancelled(state: RunState, step_id: str) -> None:
-    """A cancelled run's gate stops waiting: it leaves the inbox, later approvals are
-    refused as ``not_waiting``."""
+    """A cancelled run's gate stops waiting, resolved ``cancelled`` (nobody rejected
+    it): it leaves the inbox, later decisions are refused as already cancelled."""
     with anyio.CancelScope(shield=True):
         try:
-            await state.update_step(
+            run = await state.store.get_run(state.run_id)
+            await state.store.cancel_gate(
                 step_id,
-                StepUpdate(StepStatus.FAILED, result_text="cancelled", step_error="cancelled"),
+                generation=state.generation,
+                by=run.cancel_requested_by,
+                reason=state.cancel_reason or run.cancel_reason,
             )
         except StoreError as exc:
             state.log.debug("could not close cancelled gate", error=str(exc))

@@ -176,7 +176,9 @@ class GateApprovalRecorded(_Event):
 
 
 class GateResolved(_Event):
-    """A gate was approved or rejected."""
+    """A gate was decided: ``decision`` is ``approved``, ``rejected`` or ``cancelled``
+    (the gate stopped waiting because its run was cancelled; ``by`` is who asked for
+    the cancellation and ``feedback`` the reason, when known)."""
 
     type: Literal["gate_resolved"] = "gate_resolved"
     gate_name: str

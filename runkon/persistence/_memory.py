@@ -591,7 +591,7 @@ class InMemoryStore:
             return GateReceipt(ReceiptOutcome.UNKNOWN, step_id)
         if step.status is StepStatus.WAITING:
             return None
-        decision = rules.decision_for_status(step.status)
+        decision = rules.decision_for_status(step.status, step.markers_out)
         return GateReceipt(
             ReceiptOutcome.NOT_WAITING if decision is None else ReceiptOutcome.ALREADY_RESOLVED,
             step_id,
@@ -673,6 +673,25 @@ class InMemoryStore:
         step, gate = self._steps[step_id], self._gates[step_id]
         return self._decide(step, gate, GateDecision.TIMED_OUT, None, utc_now())
 
+    async def cancel_gate(
+        self,
+        step_id: str,
+        *,
+        generation: int,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> GateReceipt:
+        """Close a waiting gate as cancelled, fenced (one compare-and-set)."""
+        self._check_open()
+        step = self._steps.get(step_id)
+        if step is not None and step_id in self._gates:
+            self._fenced_run(step.run_id, generation)
+        receipt = self._receipt_if_undecidable(step_id)
+        if receipt is not None:
+            return receipt
+        step, gate = self._steps[step_id], self._gates[step_id]
+        return self._decide(step, gate, GateDecision.CANCELLED, by, utc_now(), feedback=reason)
+
     def _decide(
         self,
         step: StepRecord,
@@ -695,6 +714,7 @@ class InMemoryStore:
             status=rules.STATUS_BY_DECISION[decision],
             ended_at=now,
             gate_feedback=feedback,
+            markers_out=rules.markers_for_decision(decision) or step.markers_out,
         )
         self._steps[step.id] = decided
         self._track_waiting(decided)
@@ -719,7 +739,7 @@ class InMemoryStore:
         )
 
     def _gate_record(self, step: StepRecord, gate: _GateState) -> GateRecord:
-        decision = rules.decision_for_status(step.status)
+        decision = rules.decision_for_status(step.status, step.markers_out)
         return GateRecord(
             step_id=step.id,
             run_id=step.run_id,

@@ -395,6 +395,27 @@ class Store(Protocol):
             LeaseLostError: stale ``generation`` (checked before the gate's state).
         """
 
+    async def cancel_gate(
+        self,
+        step_id: str,
+        *,
+        generation: int,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> GateReceipt:
+        """Close a waiting gate because its run is being cancelled, fenced.
+
+        Nobody decided: the gate is resolved ``cancelled`` (its step ``failed`` with the
+        marker ``cancelled``, as the canonical schema has no cancelled step status) by
+        the same compare-and-set as approvals, with a ``gate_resolved`` event whose
+        ``decision`` is ``cancelled``. ``by`` (who asked for the cancellation) and
+        ``reason`` are kept as the gate's ``decided_by`` and ``feedback``. If a decision
+        won the race, the receipt says ``already_resolved`` and the decision stands.
+
+        Raises:
+            LeaseLostError: stale ``generation`` (checked before the gate's state).
+        """
+
     async def get_gate(self, step_id: str) -> GateRecord:
         """Return the gate with its decision and approvals.
 

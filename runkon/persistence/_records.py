@@ -173,11 +173,16 @@ class FanOutItemStatus(enum.StrEnum):
 
 
 class GateDecision(enum.StrEnum):
-    """How a gate was resolved."""
+    """How a gate was resolved.
+
+    ``cancelled``: nobody decided; the gate stopped waiting because its run was
+    cancelled (see :meth:`Store.cancel_gate`).
+    """
 
     APPROVED = "approved"
     REJECTED = "rejected"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
 
 
 class ReceiptOutcome(enum.StrEnum):
@@ -571,10 +576,13 @@ class GateRecord:
 
     ``decision``, ``decided_by`` and ``decided_at`` are set once the gate is resolved; the
     decision follows the step status (``completed`` approved, ``failed`` rejected,
-    ``timed_out`` timed out), and ``decided_at`` is the step's ``ended_at``.
-    ``decided_by`` is ``None`` for a timeout and for a gate the engine finished itself
-    with ``update_step``. For a quorum gate ``feedback`` joins the approvers' feedback,
-    one line each, and ``selections`` are those of the latest approval that made any.
+    ``timed_out`` timed out) except that a ``failed`` gate with the marker
+    ``cancelled`` (written by :meth:`Store.cancel_gate`) was cancelled, and
+    ``decided_at`` is the step's ``ended_at``. ``decided_by`` is ``None`` for a timeout
+    and for a gate the engine finished itself with ``update_step``; for a cancelled gate
+    it is who asked for the cancellation, if known. For a quorum gate ``feedback`` joins
+    the approvers' feedback, one line each, and ``selections`` are those of the latest
+    approval that made any.
     """
 
     step_id: str

@@ -29,6 +29,7 @@ from runkon.persistence._time import format_ts
 
 __all__ = [
     "CANCELLATION_REQUESTED",
+    "CANCELLED_MARKER",
     "GATE_APPROVAL_RECORDED",
     "GATE_RESOLVED",
     "GATE_TIMED_OUT",
@@ -48,6 +49,7 @@ __all__ = [
     "gate_resolved_event",
     "join_feedback",
     "lease_claimable",
+    "markers_for_decision",
     "new_step_record",
     "resolved_run_status",
     "step_status",
@@ -67,6 +69,11 @@ _DECISION_BY_STATUS = {
     StepStatus.TIMED_OUT: GateDecision.TIMED_OUT,
 }
 STATUS_BY_DECISION = {decision: status for status, decision in _DECISION_BY_STATUS.items()}
+STATUS_BY_DECISION[GateDecision.CANCELLED] = StepStatus.FAILED
+
+CANCELLED_MARKER = "cancelled"
+"""The marker of a gate step closed by ``cancel_gate``: the canonical schema has no
+``cancelled`` step status, so a cancelled gate is ``failed`` with this marker."""
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -285,9 +292,21 @@ def check_selections(
     return chosen
 
 
-def decision_for_status(status: StepStatus) -> GateDecision | None:
-    """The decision a resolved gate's status stands for (None while undecided)."""
-    return _DECISION_BY_STATUS.get(status)
+def decision_for_status(status: StepStatus, markers: Sequence[str] = ()) -> GateDecision | None:
+    """The decision a resolved gate's status (and markers) stand for (None while undecided).
+
+    ``failed`` is a rejection, unless the step carries the ``cancelled`` marker that
+    ``cancel_gate`` writes: then the gate was cancelled with its run, nobody rejected it.
+    """
+    decision = _DECISION_BY_STATUS.get(status)
+    if decision is GateDecision.REJECTED and CANCELLED_MARKER in markers:
+        return GateDecision.CANCELLED
+    return decision
+
+
+def markers_for_decision(decision: GateDecision) -> tuple[str, ...] | None:
+    """The markers a store writes on a gate step it decides (None: leave them)."""
+    return (CANCELLED_MARKER,) if decision is GateDecision.CANCELLED else None
 
 
 def join_feedback(feedbacks: Sequence[str | None]) -> str | None:
@@ -330,7 +349,8 @@ def gate_resolved_event(
     feedback: str | None,
     selections: Sequence[str] | None,
 ) -> NewEvent:
-    """The event appended with a gate decision."""
+    """The event appended with a gate decision (a cancelled gate's ``by`` is who asked
+    for the cancellation and its ``feedback`` the reason given)."""
     if decision is GateDecision.TIMED_OUT:
         return NewEvent(GATE_TIMED_OUT, {"gate_name": step_name, "step_id": step_id})
     return NewEvent(

@@ -337,6 +337,17 @@ class SqliteStore:
         """Resolve the gate as timed out, fenced (one compare-and-set)."""
         return await self._write(gates.time_out_gate, self._origin, step_id, generation)
 
+    async def cancel_gate(
+        self,
+        step_id: str,
+        *,
+        generation: int,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> GateReceipt:
+        """Close a waiting gate as cancelled, fenced (one compare-and-set)."""
+        return await self._write(gates.cancel_gate, self._origin, step_id, generation, by, reason)
+
     async def get_gate(self, step_id: str) -> GateRecord:
         """Return the gate with its decision and approvals."""
         return await self._call(gates.get_gate, step_id)

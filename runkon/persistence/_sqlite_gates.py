@@ -48,7 +48,7 @@ from runkon.persistence._time import format_ts, parse_ts, utc_now
 _GATE_COLUMNS = (
     "id, workflow_run_id, step_name, gate_type, status, position, iteration, resume_key, "
     "gate_prompt, gate_options, gate_min_approvals, gate_deadline_at, started_at, "
-    "ended_at, gate_approved_by, gate_feedback, gate_selections"
+    "ended_at, gate_approved_by, gate_feedback, gate_selections, markers_out"
 )
 
 
@@ -125,6 +125,13 @@ def _gate_row(conn: sqlite3.Connection, step_id: str) -> sqlite3.Row | None:
     return row
 
 
+def _markers(gate: sqlite3.Row) -> tuple[str, ...]:
+    return (
+        rows.selections_from("workflow_run_steps", gate["id"], "markers_out", gate["markers_out"])
+        or ()
+    )
+
+
 def _approvals(conn: sqlite3.Connection, step_id: str) -> list[GateApproval]:
     return [
         rows.row_to_approval(step_id, row)
@@ -153,7 +160,7 @@ def _undecidable(
     status = StepStatus(gate["status"])
     if status is StepStatus.WAITING:
         return None
-    decision = rules.decision_for_status(status)
+    decision = rules.decision_for_status(status, _markers(gate))
     return GateReceipt(
         ReceiptOutcome.NOT_WAITING if decision is None else ReceiptOutcome.ALREADY_RESOLVED,
         step_id,
@@ -278,6 +285,36 @@ def time_out_gate(
         )
 
 
+def cancel_gate(
+    conn: sqlite3.Connection,
+    origin: str,
+    step_id: str,
+    generation: int,
+    by: str | None,
+    reason: str | None,
+) -> Committed[GateReceipt]:
+    """Close the waiting gate as cancelled, fenced."""
+    now = utc_now()
+    with write_tx(conn):
+        gate = _gate_row(conn, step_id)
+        if gate is not None:
+            fence(conn, gate["workflow_run_id"], generation)
+        receipt = _undecidable(conn, step_id, gate)
+        if receipt is not None:
+            return Committed(receipt)
+        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
+        return _decide(
+            conn,
+            origin,
+            gate,
+            GateDecision.CANCELLED,
+            by,
+            now,
+            feedback=reason,
+            approvals=_approval_count(conn, step_id),
+        )
+
+
 def _decide(
     conn: sqlite3.Connection,
     origin: str,
@@ -297,10 +334,11 @@ def _decide(
     step_id: str = gate["id"]
     run_id: str = gate["workflow_run_id"]
     now_text = format_ts(now)
+    markers = rules.markers_for_decision(decision)
     conn.execute(
         "UPDATE workflow_run_steps SET status = ?, ended_at = ?, gate_approved_by = ?, "
-        "gate_approved_at = ?, gate_feedback = ?, gate_selections = ? "
-        "WHERE id = ? AND status = 'waiting'",
+        "gate_approved_at = ?, gate_feedback = ?, gate_selections = ?, "
+        "markers_out = COALESCE(?, markers_out) WHERE id = ? AND status = 'waiting'",
         (
             rules.STATUS_BY_DECISION[decision].value,
             now_text,
@@ -308,6 +346,7 @@ def _decide(
             now_text if decision is GateDecision.APPROVED else None,
             feedback,
             None if selections is None else rules.dump_json(list(selections)),
+            None if markers is None else rules.dump_json(list(markers)),
             step_id,
         ),
     )
@@ -345,7 +384,7 @@ def get_gate(conn: sqlite3.Connection, step_id: str) -> GateRecord:
         approvals = tuple(_approvals(conn, step_id))
     table = "workflow_run_steps"
     status = StepStatus(gate["status"])
-    decision = rules.decision_for_status(status)
+    decision = rules.decision_for_status(status, _markers(gate))
     return GateRecord(
         step_id=step_id,
         run_id=gate["workflow_run_id"],

@@ -7,7 +7,7 @@ import random
 import anyio
 import anyio.lowlevel
 
-from runkon.errors import InvalidSelectionError, InvalidTransitionError
+from runkon.errors import InvalidSelectionError, InvalidTransitionError, LeaseLostError
 from runkon.persistence import (
     GateDecision,
     GateOption,
@@ -150,6 +150,59 @@ async def timeout_resolves_the_gate(h: StoreHarness) -> None:
     assert again.outcome is ReceiptOutcome.ALREADY_RESOLVED
     assert [e.type for e in await store.read_events(run.id)] == ["gate_timed_out"]
     missing = await store.time_out_gate("01NOSUCHGATE000000000000000", generation=gen)
+    assert missing.outcome is ReceiptOutcome.UNKNOWN
+
+
+async def cancel_closes_the_gate_as_cancelled(h: StoreHarness) -> None:
+    """cancel_gate resolves a waiting gate as cancelled, fenced; later decisions see that."""
+    store = h.store
+    run, gen = await leased_run(store)
+    gate = await store.open_gate(new_gate(run.id), generation=gen)
+    await store.request_cancel(run.id, reason="wrong ticket", by="carol")
+    await raises(
+        LeaseLostError,
+        store.cancel_gate(gate.step_id, generation=gen + 1, by="carol", reason="wrong ticket"),
+    )
+    receipt = await store.cancel_gate(
+        gate.step_id, generation=gen, by="carol", reason="wrong ticket"
+    )
+    assert receipt.accepted
+    assert (receipt.decision, receipt.decided_by, receipt.run_id) == (
+        GateDecision.CANCELLED,
+        "carol",
+        run.id,
+    )
+    stored = await store.get_gate(gate.step_id)
+    assert (stored.status, stored.decision, stored.decided_by, stored.feedback) == (
+        StepStatus.FAILED,
+        GateDecision.CANCELLED,
+        "carol",
+        "wrong ticket",
+    )
+    assert stored.decided_at == receipt.decided_at
+    assert (await store.get_step(gate.step_id)).markers_out == ("cancelled",)
+    assert await store.list_waiting_gates() == []
+    for late in (
+        await store.approve_gate(gate.step_id, by="alice", selections=["ship"]),
+        await store.reject_gate(gate.step_id, by="bob"),
+        await store.time_out_gate(gate.step_id, generation=gen),
+        await store.cancel_gate(gate.step_id, generation=gen),
+    ):
+        assert (late.outcome, late.decision, late.decided_by) == (
+            ReceiptOutcome.ALREADY_RESOLVED,
+            GateDecision.CANCELLED,
+            "carol",
+        )
+    assert (await store.get_run(run.id)).status is RunStatus.CANCELLING
+    events = [(e.type, e.data) for e in await store.read_events(run.id)]
+    assert [kind for kind, _ in events] == ["cancellation_requested", "gate_resolved"]
+    resolved = events[1][1]
+    assert (resolved["decision"], resolved["approved"], resolved["by"]) == (
+        "cancelled",
+        False,
+        "carol",
+    )
+    missing = await store.cancel_gate("01NOSUCHGATE000000000000000", generation=gen)
     assert missing.outcome is ReceiptOutcome.UNKNOWN
 
 
@@ -382,6 +435,7 @@ CHECKS = [
     approval_resolves_the_gate,
     rejection_resolves_the_gate,
     timeout_resolves_the_gate,
+    cancel_closes_the_gate_as_cancelled,
     gate_finished_by_the_engine_reads_as_decided,
     concurrent_decisions_have_one_winner,
     quorum_needs_distinct_approvers,

@@ -193,6 +193,20 @@ def test_cancel_stops_a_waiting_run_in_another_process(
 
     listed = runkon("runs", "--status", "cancelled", "--db", "runs.db", cwd=tmp_path)
     assert run_id in listed.stdout
+    # nobody rejected the gate: show, show --json and the receipts say it was cancelled
+    shown = runkon("show", run_id, "--db", "runs.db", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    [gate_row] = [line for line in shown.stdout.splitlines() if " approve-ship " in line]
+    assert gate_row.split()[2:4] == ["gate:human_approval", "cancelled"]
+    assert "cancelled by tester: wrong ticket" in gate_row
+    assert "rejected" not in shown.stdout
+    as_json = runkon("show", run_id, "--json", "--db", "runs.db", cwd=tmp_path)
+    steps = {step["name"]: step for step in json.loads(as_json.stdout)["steps"]}
+    assert steps["approve-ship"]["gate"]["decision"] == "cancelled"
+    assert steps["approve-ship"]["markers"] == ["cancelled"]
+    late = runkon("approve", run_id, "approve-ship", "--db", "runs.db", cwd=tmp_path)
+    assert late.returncode == 1
+    assert "was already cancelled by tester at" in late.stderr
     again = runkon("cancel", run_id, "--db", "runs.db", cwd=tmp_path)
     assert again.returncode == 1
     assert "already cancelled; nothing to cancel" in again.stderr

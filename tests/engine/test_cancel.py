@@ -11,7 +11,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runkon.persistence import ReceiptOutcome, RunStatus, SqliteStore, StepStatus, Store
+from runkon.persistence import (
+    GateDecision,
+    ReceiptOutcome,
+    RunStatus,
+    SqliteStore,
+    StepStatus,
+    Store,
+)
 
 from ._support import (
     FOREVER,
@@ -181,14 +188,25 @@ async def test_cancelling_a_run_waiting_at_a_gate(
     wf = parse('workflow w { gate ok { type = human_approval  timeout = "1h" }  call after }')
     async with make_engine() as engine:
         handle = await engine.start(wf)
-        await waiting_gates(engine, handle.run_id)
-        await engine.cancel_run(handle.run_id)
+        [gate] = await waiting_gates(engine, handle.run_id)
+        await engine.cancel_run(handle.run_id, reason="wrong ticket", by="carol")
         result = await handle.result(timeout=10)
         assert await engine.waiting_gates() == []
         late = await engine.approve_gate(handle.run_id, "ok", by="late")
 
     assert result.status == RunStatus.CANCELLED
-    assert late.outcome != ReceiptOutcome.ACCEPTED
+    # nobody rejected the gate: it reads as cancelled, by whom the run was cancelled
+    assert (late.outcome, late.decision, late.decided_by) == (
+        ReceiptOutcome.ALREADY_RESOLVED,
+        GateDecision.CANCELLED,
+        "carol",
+    )
+    closed = await store.get_gate(gate.step_id)
+    assert (closed.decision, closed.feedback) == (GateDecision.CANCELLED, "wrong ticket")
+    resolved = [e for e in await events(store, handle.run_id) if e.type == "gate_resolved"]
+    assert [(e.data["decision"], e.data["approved"], e.data["by"]) for e in resolved] == [
+        ("cancelled", False, "carol")
+    ]
     assert rec.calls == []
 
 
