@@ -16,6 +16,7 @@ from runkon.cli import (
     _decide,
     _events,
     _gates,
+    _logs,
     _resume,
     _run,
     _runs,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _resume.add_parser(commands)
     _runs.add_parser(commands)
     _show.add_parser(commands)
+    _logs.add_parser(commands)
     _gates.add_parser(commands)
     _decide.add_parsers(commands)
     _cancel.add_parser(commands)

@@ -77,7 +77,7 @@ async def list_runs(args: argparse.Namespace) -> int:
         )
     if args.json:
         for run in runs:
-            say(json.dumps(_as_json(run)))
+            say(json.dumps(run_as_json(run)))
         return EXIT_OK
     if not runs:
         warn("no runs" + (" match" if args.status or args.workflow else " yet"))
@@ -99,7 +99,7 @@ async def list_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _as_json(run: runkon.persistence.RunRecord) -> dict[str, Any]:
+def run_as_json(run: runkon.persistence.RunRecord) -> dict[str, Any]:
     """``run`` as the HTTP API answers it (the same field names)."""
     return {
         "id": run.id,

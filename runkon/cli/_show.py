@@ -18,9 +18,10 @@ from runkon.cli._common import (
     say,
     shorten,
 )
-from runkon.cli._runs import _as_json as run_as_json
-from runkon.cli._runs import blocked_on
+from runkon.cli._runs import blocked_on, run_as_json
+from runkon.cli._steps import attempts_by_step, printable, step_json
 from runkon.persistence import (
+    CapturedOutput,
     GateDecision,
     GateRecord,
     RunRecord,
@@ -40,9 +41,10 @@ def add_parser(commands: Any) -> None:
         description="Show run RUN (an id, or a unique prefix of 6+ characters): its "
         "workflow, status, times, inputs and error, then one row per step: name, kind, "
         "status, loop iteration, retries, duration, markers and a note (the error of a "
-        "failed step, a gate's decision, a child run), then each step's output: its "
-        "result, the context it passes on and its structured output (at most "
-        f"{OUTPUT_LINES} lines each).",
+        "failed step, a gate's decision, a child run), then for each step: the variables "
+        "it ran with, its result, the context it passes on, its structured output, its "
+        f"error (at most {OUTPUT_LINES} lines each), its attempts when it was retried, "
+        "and how much its programs wrote (print it with `runkon logs RUN N`).",
     )
     parser.add_argument("run", metavar="RUN", help="the run id")
     parser.add_argument(
@@ -61,9 +63,13 @@ async def show(args: argparse.Namespace) -> int:
         gates = {
             step.id: await store.get_gate(step.id) for step in steps if step.role == StepRole.GATE
         }
+        outputs = (
+            {} if args.json else {step.id: await store.get_step_output(step.id) for step in steps}
+        )
+    attempts = attempts_by_step(steps)
     if args.json:
         answer = run_as_json(run)
-        answer["steps"] = [_step_json(step, gates.get(step.id)) for step in steps]
+        answer["steps"] = [step_json(step, gates.get(step.id), attempts[step.id]) for step in steps]
         say(json.dumps(answer))
         return EXIT_OK
     _print_header(run)
@@ -75,47 +81,18 @@ async def show(args: argparse.Namespace) -> int:
         ["#", "step", "kind", "status", "iter", "retries", "duration", "markers", "note"],
         (_row(index, step, gates.get(step.id)) for index, step in enumerate(steps, 1)),
     )
-    _print_outputs(steps)
+    _print_details(run.id, steps, attempts, outputs)
     return EXIT_OK
 
 
-def _step_json(step: StepRecord, gate: GateRecord | None) -> dict[str, Any]:
-    """One step as JSON: the HTTP API's step fields, its output and the gate's decision."""
-    answer: dict[str, Any] = {
-        "id": step.id,
-        "name": step.step_name,
-        "role": str(step.role),
-        "kind": step.kind,
-        "status": str(step.status),
-        "position": step.position,
-        "iteration": step.iteration,
-        "retry_count": step.retry_count,
-        "started_at": None if step.started_at is None else step.started_at.isoformat(),
-        "ended_at": None if step.ended_at is None else step.ended_at.isoformat(),
-        "markers": list(step.markers_out),
-        "result_text": step.result_text,
-        "context_out": step.context_out,
-        "structured_output": step.structured_output,
-        "error": step.step_error,
-        "child_run_id": step.child_run_id,
-        "gate_type": step.gate_type,
-        "gate_feedback": step.gate_feedback,
-        "gate": None,
-    }
-    if gate is not None:
-        answer["gate"] = {
-            "type": gate.gate_type,
-            "status": str(gate.status),
-            "decision": None if gate.decision is None else str(gate.decision),
-            "decided_by": gate.decided_by,
-            "selections": list(gate.selections or ()),
-            "feedback": gate.feedback,
-        }
-    return answer
-
-
-def _print_outputs(steps: list[StepRecord]) -> None:
-    """Each step's result, context and structured output, indented under its name.
+def _print_details(
+    run_id: str,
+    steps: list[StepRecord],
+    attempts: dict[str, list[StepRecord]],
+    outputs: dict[str, CapturedOutput | None],
+) -> None:
+    """Under the table, for each step: the variables it ran with, its result, context,
+    structured output and error, its attempts and how much its programs wrote.
 
     Step output is written by scripts and agents: control characters (terminal escape
     sequences among them) are shown escaped, never sent to the terminal.
@@ -124,18 +101,26 @@ def _print_outputs(steps: list[StepRecord]) -> None:
         fields = [
             (name, value)
             for name, value in (
+                ("inputs", _inputs_text(step)),
                 ("result", step.result_text),
                 ("context", step.context_out),
                 ("output", step.structured_output),
+                ("error", step.step_error),
             )
             if value and not (name == "result" and value == step.step_error)
         ]
+        tries = attempts[step.id]
+        if len(tries) > 1:
+            fields.append(("attempts", _attempts_text(tries)))
+        logs = _logs_text(run_id, index, outputs.get(step.id))
+        if logs:
+            fields.append(("logs", logs))
         if step.role == StepRole.GATE or not fields:
             continue
         say()
         say(f"step {step.step_name} (#{index}, {step.status})")
         for name, value in fields:
-            lines = [_printable(line) for line in value.rstrip("\n").splitlines()]
+            lines = [printable(line) for line in value.rstrip("\n").splitlines()]
             if len(lines) > OUTPUT_LINES:
                 cut = len(lines) - OUTPUT_LINES
                 lines = [*lines[:OUTPUT_LINES], f"... ({cut} more lines)"]
@@ -144,11 +129,39 @@ def _print_outputs(steps: list[StepRecord]) -> None:
                 say(f"    {line}")
 
 
-def _printable(line: str) -> str:
-    """``line`` with control characters other than tab escaped (``\\x1b``)."""
-    return "".join(
-        char if char == "\t" or char.isprintable() else repr(char)[1:-1] for char in line
-    )
+def _inputs_text(step: StepRecord) -> str:
+    """``name = value`` per variable; a value's first line only (`` ...`` if more)."""
+    lines = []
+    for name, value in step.inputs.items():
+        first, _, rest = value.partition("\n")
+        lines.append(f"{name} = {first}{' ...' if rest else ''}")
+    return "\n".join(lines)
+
+
+def _attempts_text(tries: list[StepRecord]) -> str:
+    """One line per attempt of the step: number, status, duration, error."""
+    lines = []
+    for number, attempt in enumerate(tries, 1):
+        took = between(attempt.started_at, attempt.ended_at) if attempt.started_at else "-"
+        error = f": {shorten(attempt.step_error, 100)}" if attempt.step_error else ""
+        lines.append(f"{number}. {attempt.status} after {took}{error}")
+    return "\n".join(lines)
+
+
+def _logs_text(run_id: str, number: int, output: CapturedOutput | None) -> str:
+    """How much the step's programs wrote, and the command printing it ("" if nothing)."""
+    if output is None or output.is_empty:
+        return ""
+    sizes = []
+    for stream, text, dropped in (
+        ("stdout", output.stdout, output.stdout_dropped_bytes),
+        ("stderr", output.stderr, output.stderr_dropped_bytes),
+    ):
+        if text or dropped:
+            lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+            cut = f", {dropped} earlier bytes not kept" if dropped else ""
+            sizes.append(f"{stream} {lines} line{'' if lines == 1 else 's'}{cut}")
+    return f"{'; '.join(sizes)} (runkon logs {run_id} {number})"
 
 
 def _print_header(run: RunRecord) -> None:

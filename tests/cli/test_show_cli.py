@@ -31,6 +31,8 @@ def test_show_prints_step_output_with_control_characters_escaped(tmp_path: Path)
         "  context:",
         r"    hi\x1b[31mred",
         "    line2",
+        "  logs:",
+        f"    stdout 2 lines (runkon logs {run_id.group(1)} 1)",
     ]
 
 

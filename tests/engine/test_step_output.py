@@ -4,6 +4,7 @@ of stdout/stderr per attempt (``FlowEngine(output_tail_bytes=...)``), in both st
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,19 +40,15 @@ async def test_a_script_keeps_its_stdout_and_stderr_with_its_step(
 
 
 async def test_only_the_tail_is_kept_and_the_dropped_bytes_are_counted(
-    make_engine: MakeEngine, store: Store
+    make_engine: MakeEngine, store: Store, tmp_path: Path
 ) -> None:
     # 3000 lines of 6 bytes on stdout, then a FLOW_OUTPUT block: the block is still read
     # (the capture bound is not the parser's), and only the last 1000 bytes are kept.
-    wf = parse(
-        """
-        workflow w {
-          script noisy {
-            run = "seq 100001 103000; seq 1 400 >&2; printf '<<<FLOW_OUTPUT>>>\\n{\\"markers\\": [\\"done\\"]}\\n<<<END_FLOW_OUTPUT>>>\\n'"
-          }
-        }
-        """
+    (tmp_path / "noisy.sh").write_text(
+        "seq 100001 103000\nseq 1 400 >&2\n"
+        'printf \'<<<FLOW_OUTPUT>>>\\n{"markers": ["done"]}\\n<<<END_FLOW_OUTPUT>>>\\n\'\n'
     )
+    wf = parse("""workflow w { script noisy { run = "sh noisy.sh" } }""")
     async with make_engine(output_tail_bytes=1000) as engine:
         result = await engine.run(wf)
 
@@ -85,17 +82,14 @@ async def test_a_cut_through_a_character_starts_the_tail_at_the_next_one(
     assert (output.stdout, output.stdout_dropped_bytes) == ("éé", 2)
 
 
-async def test_every_attempt_keeps_its_own_output(make_engine: MakeEngine, store: Store) -> None:
-    wf = parse(
-        """
-        workflow w {
-          script flaky {
-            run = "n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; echo try $n; echo bad $n >&2; test $n -ge 1"
-            retries = 1
-          }
-        }
-        """
+async def test_every_attempt_keeps_its_own_output(
+    make_engine: MakeEngine, store: Store, tmp_path: Path
+) -> None:
+    (tmp_path / "flaky.sh").write_text(
+        "n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n\n"
+        "echo try $n; echo bad $n >&2; test $n -ge 1\n"
     )
+    wf = parse("""workflow w { script flaky { run = "sh flaky.sh"\n retries = 1 } }""")
     async with make_engine() as engine:
         result = await engine.run(wf)
 
