@@ -25,24 +25,34 @@ from runkon.events import EngineEvent
 from runkon.integrations._auth import Identity, Permission
 from runkon.integrations._inbox import _document, _e, _when, render_header, run_link
 from runkon.integrations._service import KEEPALIVE, RunkonApi
-from runkon.persistence import GateRecord, RunRecord, StepRecord, StepRole, StepStatus
+from runkon.persistence import (
+    CapturedOutput,
+    GateRecord,
+    RunRecord,
+    StepRecord,
+    StepRole,
+    StepStatus,
+)
 
 EXCERPT_LINES = 12  # lines shown of each output field of a step
 EXCERPT_CHARS = 1500  # characters shown of each output field of a step
+INPUT_CHARS = 300  # characters shown of each input value of a step
 _SEP = " \u00b7 "
 
 
 @dataclass(frozen=True, slots=True)
 class RunView:
-    """What the run page shows: the run, its steps in order, the gate of each gate step."""
+    """What the run page shows: the run, its steps in order, the gate of each gate step
+    and the captured stdout/stderr of the steps that have some (by step id)."""
 
     run: RunRecord
     steps: Sequence[StepRecord]
     gates: Mapping[str, GateRecord]
+    logs: Mapping[str, CapturedOutput]
 
 
 async def load_run(api: RunkonApi, headers: Mapping[str, str], run_id: str) -> RunView:
-    """The run, its steps and gates, read as the caller.
+    """The run, its steps, gates and captured output, read as the caller.
 
     Raises:
         ApiError: 401 no valid credentials, 404 unknown run, 403 the caller may not read
@@ -51,8 +61,16 @@ async def load_run(api: RunkonApi, headers: Mapping[str, str], run_id: str) -> R
     run = (await api.check_run(headers, Permission.READ, run_id)).run
     store = api.engine.store
     steps = await store.get_steps(run.id)
-    gates = {step.id: await store.get_gate(step.id) for step in steps if step.role == StepRole.GATE}
-    return RunView(run, steps, gates)
+    gates: dict[str, GateRecord] = {}
+    logs: dict[str, CapturedOutput] = {}
+    for step in steps:
+        if step.role == StepRole.GATE:
+            gates[step.id] = await store.get_gate(step.id)
+        elif step.role == StepRole.AGENT and step.started_at is not None:
+            output = await store.get_step_output(step.id)
+            if output is not None and not output.is_empty:
+                logs[step.id] = output
+    return RunView(run, steps, gates, logs)
 
 
 # --------------------------------------------------------------------------- live feed
@@ -131,6 +149,7 @@ border-radius:8px;padding:.6rem .9rem;margin:.5rem 0}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f5f6f8;border-radius:4px;
 padding:.4rem .6rem;margin:.2rem 0;font-size:.85rem}
 .error{color:#7c1010;white-space:pre-wrap}.more{color:#667;font-size:.85rem}
+details{margin:.3rem 0}summary{cursor:pointer;color:#445}
 """
 
 _RUN_SCRIPT = """
@@ -150,6 +169,12 @@ _RUN_SCRIPT = """
       if (answer.ok) {
         const fresh = document.createElement("template");
         fresh.innerHTML = await answer.text();
+        // what the user unfolded stays unfolded
+        const opened = new Set([...holder.querySelectorAll("details[open]")]
+          .map((d) => d.dataset.key));
+        for (const d of fresh.content.querySelectorAll("details[data-key]")) {
+          d.open = opened.has(d.dataset.key);
+        }
         holder.replaceChildren(fresh.content);
       }
     } finally {
@@ -202,11 +227,63 @@ def excerpt(text: str) -> tuple[str, int]:
     return shown, len(text.rstrip("\n")) - len(shown)
 
 
+def tail(text: str) -> tuple[str, int]:
+    """The end of ``text`` shown on the page (at most ``EXCERPT_LINES`` lines and
+    ``EXCERPT_CHARS`` characters) and how many characters before it were left out."""
+    text = text.rstrip("\n")
+    shown = "\n".join(text.split("\n")[-EXCERPT_LINES:])[-EXCERPT_CHARS:]
+    return shown, len(text) - len(shown)
+
+
 def _output(name: str, text: str) -> str:
     shown, left_out = excerpt(text)
     more = f'<div class="more">\u2026 {left_out} more characters</div>' if left_out else ""
     return (
         f'<div class="output" data-field="{_e(name)}">{_e(name)}:<pre>{_e(shown)}</pre>{more}</div>'
+    )
+
+
+def _inputs(step: StepRecord) -> str:
+    """The variables the step ran with, folded (values cut at ``INPUT_CHARS``)."""
+    if not step.inputs:
+        return ""
+    rows = []
+    for name, value in sorted(step.inputs.items()):
+        cut = len(value) - INPUT_CHARS
+        more = f' <span class="more">\u2026 {cut} more characters</span>' if cut > 0 else ""
+        rows.append(f"<dt>{_e(name)}</dt><dd><code>{_e(value[:INPUT_CHARS])}</code>{more}</dd>")
+    return (
+        f'<details data-key="{_e(step.id)}:inputs"><summary>inputs ({len(step.inputs)})'
+        f"</summary><dl>{''.join(rows)}</dl></details>"
+    )
+
+
+def render_logs(step_id: str, output: CapturedOutput | None) -> str:
+    """The end of a step's captured stdout and stderr, folded."""
+    if output is None:
+        return ""
+    parts = []
+    for name, text, dropped in (
+        ("stdout", output.stdout, output.stdout_dropped_bytes),
+        ("stderr", output.stderr, output.stderr_dropped_bytes),
+    ):
+        if not text:
+            continue
+        shown, left_out = tail(text)
+        notes = []
+        if left_out:
+            notes.append(f"{left_out} earlier characters not shown")
+        if dropped:
+            notes.append(f"{dropped} earlier bytes not kept")
+        more = f'<div class="more">\u2026 {"; ".join(notes)}</div>' if notes else ""
+        parts.append(
+            f'<div class="output" data-field="{name}">{name}:{more}<pre>{_e(shown)}</pre></div>'
+        )
+    if not parts:
+        return ""
+    return (
+        f'<details data-key="{_e(step_id)}:logs"><summary>captured output</summary>'
+        f"{''.join(parts)}</details>"
     )
 
 
@@ -252,8 +329,15 @@ def _gate(gate: GateRecord, *, base: str, now: datetime) -> str:
     return f'<div class="gate-info">{"".join(parts)}</div>'
 
 
-def render_step(step: StepRecord, gate: GateRecord | None, *, base: str, now: datetime) -> str:
-    """One step of the timeline."""
+def render_step(
+    step: StepRecord,
+    gate: GateRecord | None,
+    *,
+    base: str,
+    now: datetime,
+    output: CapturedOutput | None = None,
+) -> str:
+    """One step of the timeline (``output``: what its program wrote, if anything)."""
     kind = f"gate: {gate.gate_type}" if gate is not None else step.kind or str(step.role)
     meta = [f"started {_time(step.started_at)}"] if step.started_at else []
     if step.started_at is not None:
@@ -290,7 +374,8 @@ def render_step(step: StepRecord, gate: GateRecord | None, *, base: str, now: da
         f'<h3><span class="name">{_e(step.step_name)}</span>'
         f'<span class="kind">{_e(kind)}</span><span class="badge">{_e(status)}</span></h3>'
         f'<div class="meta">{_SEP.join(meta)}</div>'
-        f"{markers}{error}{gate_html(gate, base=base, now=now)}{child}{outputs}</li>"
+        f"{markers}{error}{gate_html(gate, base=base, now=now)}{child}{outputs}"
+        f"{_inputs(step)}{render_logs(step.id, output)}</li>"
     )
 
 
@@ -336,7 +421,10 @@ def render_run(view: RunView, *, base: str, now: datetime | None = None) -> str:
     steps = (
         '<ol class="timeline">'
         + "".join(
-            render_step(step, view.gates.get(step.id), base=base, now=now) for step in view.steps
+            render_step(
+                step, view.gates.get(step.id), base=base, now=now, output=view.logs.get(step.id)
+            )
+            for step in view.steps
         )
         + "</ol>"
         if view.steps

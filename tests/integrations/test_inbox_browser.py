@@ -268,6 +268,8 @@ def test_the_run_page_opens_from_a_gate_card_and_follows_the_run_live(
         assert browser.find_elements(By.CSS_SELECTOR, '#run li.step[data-name="deploy"]') == []
         assert browser.find_elements(By.CSS_SELECTOR, "main img, main script") == []
         assert browser.execute_script("return window.pwned") is None
+        inspect.find_element(By.CSS_SELECTOR, 'details[data-key$=":logs"] summary').click()
+        assert HOSTILE_CONTEXT.replace('"', '\\"') in inspect.text  # stdout, as text
 
         # decide the gate in the inbox, in a second tab
         run_tab = browser.current_window_handle
@@ -293,6 +295,8 @@ def test_the_run_page_opens_from_a_gate_card_and_follows_the_run_live(
             lambda d: d.find_element(By.ID, "live").text == "run finished"
         )
         assert browser.execute_script("return window.stayed") is True
+        unfolded = step_entry(browser, "inspect", "completed")  # what the user opened stays open
+        assert unfolded.find_element(By.CSS_SELECTOR, 'details[data-key$=":logs"][open]')
         assert browser.find_elements(By.CSS_SELECTOR, "main img, main script") == []
         assert browser.execute_script("return window.pwned") is None
     finally:

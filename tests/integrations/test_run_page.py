@@ -12,8 +12,8 @@ import anyio
 import runkon
 from runkon import ActionOutput, ActionParams, StepContext, Store
 from runkon.integrations import Identity, Permission, RunkonApi, Target, TokenAuthorizer
-from runkon.integrations._run_page import EXCERPT_LINES, excerpt, run_changes
-from runkon.persistence import NewRun
+from runkon.integrations._run_page import EXCERPT_LINES, excerpt, render_logs, run_changes, tail
+from runkon.persistence import CapturedOutput, NewRun
 
 from ._support import ALICE, AUTH, TOKENS, WORKFLOWS, serving, sse_frames
 
@@ -216,6 +216,55 @@ async def test_quorum_approvals_rejections_and_stalled_runs_on_the_run_page(
         assert '<span class="badge s-stalled">stalled</span>' in page
         assert 'data-live="true"' in page  # a resume elsewhere would show up
         assert "No step has started yet." in page
+
+
+NOISY = runkon.parse_workflow(
+    """
+    workflow noisy {
+      inputs { ticket required }
+      script build {
+        run = "echo building {{ticket}}; seq -f 'out %g' 30; echo '<b>w</b>' >&2"
+      }
+    }
+    """
+)
+
+
+async def test_the_run_page_folds_a_steps_inputs_and_the_end_of_its_captured_output(
+    store: Store,
+) -> None:
+    async with serving(store, workflows={"noisy": NOISY}) as h:
+        started = await h.client.post(
+            "/api/runs", json={"workflow": "noisy", "inputs": {"ticket": SCRIPT}}, headers=ALICE
+        )
+        run_id = started.json()["run_id"]
+        assert await h.finished(run_id) == "completed"
+        page = (await h.client.get(f"/inbox/runs/{run_id}", headers=ALICE_COOKIE)).text
+    build = step_item(page, "build")
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+    inputs = re.search(r'<details data-key="[^"]+:inputs"><summary>inputs \((\d+)\)', build)
+    assert inputs is not None
+    assert f"<dt>ticket</dt><dd><code>{escaped}</code></dd>" in build
+    logs = re.search(
+        r'<details data-key="[^"]+:logs"><summary>captured output</summary>.*', build, re.S
+    )
+    assert logs is not None
+    stdout = "\n".join(f"out {n}" for n in range(31 - EXCERPT_LINES, 31))
+    earlier = [f"building {SCRIPT}", *(f"out {n}" for n in range(1, 31 - EXCERPT_LINES))]
+    hidden = sum(len(line) + 1 for line in earlier)
+    assert (
+        f'stdout:<div class="more">\u2026 {hidden} earlier characters not shown</div>'
+        f"<pre>{stdout}</pre>"
+    ) in logs.group(0)
+    assert "stderr:<pre>&lt;b&gt;w&lt;/b&gt;</pre>" in logs.group(0)
+    assert "<b>" not in page
+
+
+def test_captured_output_says_how_much_was_not_kept() -> None:
+    shown, left_out = tail("a\n" * 3)
+    assert (shown, left_out) == ("a\na\na", 0)
+    html = render_logs("s1", CapturedOutput(stdout="end\n", stdout_dropped_bytes=4096))
+    assert 'stdout:<div class="more">\u2026 4096 earlier bytes not kept</div><pre>end</pre>' in html
 
 
 async def test_the_stream_of_a_finished_run_says_changed_once_then_end(store: Store) -> None:
