@@ -29,6 +29,7 @@ from runkon.engine import RunHandle as RunHandle
 from runkon.engine import ScriptEnvProvider as ScriptEnvProvider
 from runkon.engine import StepContext as StepContext
 from runkon.engine import WorkflowResult as WorkflowResult
+from runkon.engine import WorkingDirectoryError as WorkingDirectoryError
 from runkon.errors import DslError as DslError
 from runkon.errors import DslSyntaxError as DslSyntaxError
 from runkon.errors import ExecutionError as ExecutionError
@@ -98,6 +99,7 @@ __all__ = [
     "WorkflowResolver",
     "WorkflowResult",
     "WorkflowValidationError",
+    "WorkingDirectoryError",
     "__version__",
     "load_workflow",
     "parse_workflow",

@@ -95,6 +95,7 @@ EXPECTED: dict[str, list[str]] = {
         "WorkflowResolver",
         "WorkflowResult",
         "WorkflowValidationError",
+        "WorkingDirectoryError",
         "__version__",
         "load_workflow",
         "parse_workflow",

@@ -17,8 +17,9 @@ An executor is an ``ActionExecutor`` (``name``, ``async execute(ctx, params)``, 
 ``DIR/plan.<ext>`` (e.g. ``plan.sh``, ``plan.py``); two executable matches, or a match that
 is not executable, is an error naming the files. The program runs:
 
-- in the run's working directory (the directory ``runkon`` was started in), in its own
-  process group, with stdin closed;
+- in the run's working directory (the directory ``runkon run`` was started in, kept with
+  the run: ``resume``, ``cancel`` and ``serve`` run it there too), in its own process
+  group, with stdin closed;
 - with the current environment (without runkon's secrets such as ``RUNKON_TOKEN``, see
   ``runkon.engine.inherited_environment``) plus every variable of the step as ``RUNKON_<NAME>``
   (inputs, ``prior_context``, ``prior_output``, ``gate_feedback``, FLOW_OUTPUT extras of
@@ -38,6 +39,10 @@ is not executable, is an error naming the files. The program runs:
 
 **Nothing** -- without ``--actions``, a directory ``./actions/`` is used if it exists;
 otherwise a ``call`` has no executor and the workflow does not validate.
+
+``runkon run`` keeps the spec (as given, or ``actions`` for the default directory) with
+the run, next to its working directory; ``resume`` and ``cancel`` without ``--actions``
+load it again from there (see :func:`stored_actions`).
 """
 
 from __future__ import annotations
@@ -75,9 +80,12 @@ __all__ = [
     "LoadedActions",
     "check_calls",
     "load_actions",
+    "stored_actions",
 ]
 
 DEFAULT_ACTIONS_DIR = "actions"
+MEMO_ACTIONS = "actions"  # the run's memo entry holding its --actions spec
+MEMO_WORKFLOWS = "workflows"  # ... and the absolute directory of its child workflows
 ERROR_TAIL = 2000
 _MODULE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _ENV_NAME_RE = re.compile(r"[^A-Za-z0-9_]")
@@ -220,11 +228,14 @@ def _environment(ctx: runkon.StepContext, params: runkon.ActionParams) -> dict[s
 @dataclass(frozen=True)
 class LoadedActions:
     """Executors for ``FlowEngine(actions=..., fallback_action=...)`` and where they came
-    from (``source`` is shown to the user; empty when there are none)."""
+    from (``source`` is shown to the user; empty when there are none). ``spec`` is the
+    ``--actions`` value that loads them again (``"actions"`` for the default directory,
+    empty when there are none): ``runkon run`` keeps it with the run."""
 
     actions: Mapping[str, Any] = field(default_factory=dict)
     fallback_action: Any = None
     source: str = ""
+    spec: str = ""
 
     @property
     def directory(self) -> ActionsDirectory | None:
@@ -232,33 +243,82 @@ class LoadedActions:
         return fallback if isinstance(fallback, ActionsDirectory) else None
 
 
-def load_actions(spec: str | None) -> LoadedActions:
+def load_actions(spec: str | None, base: str | os.PathLike[str] | None = None) -> LoadedActions:
     """The executors ``--actions spec`` names (``./actions/`` or none when ``spec`` is None).
+
+    Args:
+        spec: the ``--actions`` value; None: ``actions/`` if that directory exists.
+        base: the directory a relative ``spec`` (and a module's import path) is taken
+            from, e.g. a resumed run's working directory (default: the current one).
+            With a base, ``source`` names the absolute path.
 
     Raises:
         CliError: the directory, file or module cannot be used (exit 2).
     """
+    root = Path(base) if base is not None else None
     if spec is None:
-        if Path(DEFAULT_ACTIONS_DIR).is_dir():
-            return _directory(DEFAULT_ACTIONS_DIR)
+        default = DEFAULT_ACTIONS_DIR if root is None else str(root / DEFAULT_ACTIONS_DIR)
+        if Path(default).is_dir():
+            return _directory(default, DEFAULT_ACTIONS_DIR)
         return LoadedActions()
-    path = Path(spec)
+    path = Path(spec) if root is None else root / spec
     if path.is_dir():
-        return _directory(spec)
+        return _directory(str(path), spec)
     if spec.endswith(".py") or path.is_file():
         if not path.is_file():
-            raise CliError(f"--actions {spec!r}: no such file")
-        return _from_module(_import_file(path), spec)
+            raise CliError(f"--actions {str(path)!r}: no such file")
+        loaded = _from_module(_import_file(path), spec)
+        return loaded if root is None else _sourced(loaded, f"module {path}")
     if not _MODULE_RE.fullmatch(spec):
         raise CliError(
-            f"--actions {spec!r} is not a directory, a .py file or a module name; "
+            f"--actions {str(path)!r} is not a directory, a .py file or a module name; "
             "pass a directory of executables or a module such as `mypkg.actions`"
         )
-    return _from_module(_import_module(spec), spec)
+    loaded = _from_module(_import_module(spec, str(root or os.getcwd())), spec)
+    return loaded if root is None else _sourced(loaded, f"module {spec} (from {root})")
 
 
-def _directory(spec: str) -> LoadedActions:
-    return LoadedActions(fallback_action=ActionsDirectory(spec), source=f"directory {spec}/")
+def stored_actions(
+    run: runkon.persistence.RunRecord, given: str | None
+) -> tuple[LoadedActions, str]:
+    """The executors for continuing ``run`` and a line saying which (and where) they are.
+
+    ``given`` (an explicit ``--actions``) wins; otherwise the spec ``runkon run`` kept
+    with the run is loaded relative to the run's working directory (a run started
+    without actions gets none; a run started otherwise, e.g. over HTTP, gets
+    ``actions/`` of its working directory if there is one).
+
+    Raises:
+        CliError: the actions cannot be loaded (exit 2), naming where they came from.
+    """
+    directory = run.working_dir
+    where = f"working directory {directory}" if directory else "the current directory"
+    if given is not None:
+        loaded = load_actions(given)
+        return loaded, f"actions: {loaded.source or 'none'} (--actions); {where}"
+    stored = run.memo.get(MEMO_ACTIONS)
+    if stored == "":
+        return LoadedActions(), f"actions: none (as the run was started); {where}"
+    try:
+        loaded = load_actions(stored, base=directory)
+    except CliError as exc:
+        raise CliError(
+            f"{exc.message} (the actions run {run.id} was started with; pass --actions "
+            "MODULE_OR_DIR to use others)",
+            exc.code,
+        ) from exc
+    how = "as the run was started" if stored is not None else "the run's default"
+    return loaded, f"actions: {loaded.source or 'none'} ({how}); {where}"
+
+
+def _sourced(loaded: LoadedActions, source: str) -> LoadedActions:
+    return LoadedActions(loaded.actions, loaded.fallback_action, source, loaded.spec)
+
+
+def _directory(path: str, spec: str) -> LoadedActions:
+    return LoadedActions(
+        fallback_action=ActionsDirectory(path), source=f"directory {path}/", spec=spec
+    )
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -276,16 +336,16 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _import_module(name: str) -> ModuleType:
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: modules next to you import
+def _import_module(name: str, directory: str) -> ModuleType:
+    if directory not in sys.path:
+        sys.path.insert(0, directory)  # as `python -m` would: modules next to you import
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and name.startswith(exc.name):
             raise CliError(
-                f"--actions {name!r}: no module named {exc.name!r} (looked in the current "
-                "directory and the installed packages)"
+                f"--actions {name!r}: no module named {exc.name!r} (looked in {directory} "
+                "and the installed packages)"
             ) from exc
         raise CliError(_import_failure(name, exc)) from exc
     except BaseException as exc:
@@ -319,7 +379,7 @@ def _from_module(module: ModuleType, spec: str) -> LoadedActions:
                 f"action {name!r} in module {spec!r} is not an executor: give an object with "
                 "an async `execute(ctx, params)` method or an `async def fn(ctx, params)`"
             )
-    return LoadedActions(dict(actions), fallback, f"module {spec}")
+    return LoadedActions(dict(actions), fallback, f"module {spec}", spec)
 
 
 # --------------------------------------------------------------------------- checking

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import runkon
-from runkon.cli._actions import LoadedActions, check_calls, load_actions
+from runkon.cli._actions import (
+    MEMO_ACTIONS,
+    MEMO_WORKFLOWS,
+    LoadedActions,
+    check_calls,
+    load_actions,
+)
 from runkon.cli._common import (
     CLI_LEASE_TTL,
     EXIT_USAGE,
@@ -76,13 +82,14 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--actions",
         metavar="MODULE_OR_DIR",
         help="where call steps find executors: a Python module (pkg.mod or file.py) "
-        "or a directory of executables (default: ./actions/ if it exists)",
+        "or a directory of executables (default: ./actions/ if it exists; for resume, "
+        "the actions the run was started with)",
     )
     parser.add_argument(
         "--workflows",
         metavar="DIR",
         help="directory of child workflows for `call workflow` / `foreach` "
-        "(default: the directory of FILE for run, the current directory for resume)",
+        "(default: the directory of FILE for run, the run's for resume)",
     )
     parser.add_argument(
         "--lease-ttl",
@@ -173,13 +180,20 @@ def check_workflow(
     raise CliError(f"{workflow.source!r} cannot run: {len(problems)} problem(s){hint}")
 
 
+def run_memo(loaded: LoadedActions, workflows_dir: Path) -> dict[str, str]:
+    """What ``runkon run`` keeps with the run so that ``resume``/``cancel`` load the same
+    actions and child workflows (relative to the run's working directory)."""
+    return {MEMO_ACTIONS: loaded.spec, MEMO_WORKFLOWS: str(workflows_dir.absolute())}
+
+
 async def run(args: argparse.Namespace) -> int:
     inputs = parse_inputs(args.inputs)
     workflow = load_file(args.file)
     loaded = load_actions(args.actions)
     if args.dry_run and loaded.fallback_action is None:
-        loaded = LoadedActions(loaded.actions, _dry_run_call, loaded.source)
-    resolver = DirectoryWorkflowResolver(args.workflows or Path(args.file).parent)
+        loaded = LoadedActions(loaded.actions, _dry_run_call, loaded.source, loaded.spec)
+    workflows_dir = Path(args.workflows or Path(args.file).parent)
+    resolver = DirectoryWorkflowResolver(workflows_dir)
     check_workflow(workflow, loaded, resolver)
     try:
         apply_inputs(workflow, inputs)
@@ -194,7 +208,13 @@ async def run(args: argparse.Namespace) -> int:
         lease_ttl=args.lease_ttl,
     ) as engine:
         try:
-            handle = await engine.start(workflow, inputs, dry_run=args.dry_run or None)
+            handle = await engine.start(
+                workflow,
+                inputs,
+                dry_run=args.dry_run or None,
+                working_dir=os.getcwd(),
+                memo=run_memo(loaded, workflows_dir),
+            )
         except (runkon.InputError, runkon.WorkflowValidationError) as exc:
             raise CliError(str(exc), EXIT_USAGE) from exc
         dry = " (dry run)" if args.dry_run else ""

@@ -5,6 +5,7 @@ extension protocols. Imports dsl, persistence and events."""
 from runkon.engine._engine import FlowEngine as FlowEngine
 from runkon.engine._errors import InputError as InputError
 from runkon.engine._errors import RunAlreadyOwnedError as RunAlreadyOwnedError
+from runkon.engine._errors import WorkingDirectoryError as WorkingDirectoryError
 from runkon.engine._flow_output import FLOW_OUTPUT_INSTRUCTION as FLOW_OUTPUT_INSTRUCTION
 from runkon.engine._flow_output import FLOW_OUTPUT_LIMIT as FLOW_OUTPUT_LIMIT
 from runkon.engine._flow_output import FlowOutput as FlowOutput
@@ -62,6 +63,7 @@ __all__ = [
     "StepContext",
     "VariableMap",
     "WorkflowResult",
+    "WorkingDirectoryError",
     "apply_inputs",
     "inherited_environment",
     "kill_process_group",

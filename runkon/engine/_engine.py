@@ -32,7 +32,7 @@ from runkon.dsl import (
 )
 from runkon.engine._attempts import describe_error
 from runkon.engine._capture import DEFAULT_OUTPUT_TAIL_BYTES
-from runkon.engine._errors import RunAlreadyOwnedError
+from runkon.engine._errors import RunAlreadyOwnedError, WorkingDirectoryError
 from runkon.engine._event_stream import follow_events, stored_events
 from runkon.engine._gates import GateWaiters
 from runkon.engine._inputs import apply_inputs
@@ -54,6 +54,7 @@ from runkon.errors import (
 )
 from runkon.events import EngineEvent, EventBus, EventSink, LeaseLost, event_from_record
 from runkon.persistence import (
+    MEMO_PREFIX,
     EventRecord,
     GateReceipt,
     NewRun,
@@ -80,9 +81,33 @@ def _as_resolver(workflows: WorkflowsArg) -> WorkflowResolver | None:
     return InMemoryWorkflowResolver(workflows)
 
 
-def _run_options(fail_fast: bool) -> dict[str, str]:
+def _run_options(
+    fail_fast: bool, working_dir: Path, memo: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """What a run keeps of how it was started, so a resume behaves the same."""
-    return {"fail_fast": "true" if fail_fast else "false"}
+    options = {"fail_fast": "true" if fail_fast else "false", "working_dir": str(working_dir)}
+    for key, value in (memo or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"memo entries must be strings, got {key!r}: {value!r}")
+        options[MEMO_PREFIX + key] = value
+    return options
+
+
+def _stored_working_dir(run: RunRecord) -> Path | None:
+    """The run's working directory as stored with it (None for runs from before)."""
+    stored = run.working_dir
+    return Path(stored) if stored else None
+
+
+def _check_working_dir(run: RunRecord) -> None:
+    """Refuse to resume ``run`` when its working directory is gone.
+
+    Raises:
+        WorkingDirectoryError: the stored directory is not a directory (any more).
+    """
+    directory = _stored_working_dir(run)
+    if directory is not None and not directory.is_dir():
+        raise WorkingDirectoryError(run.id, str(directory))
 
 
 def _require_resolver(workflow: WorkflowDef, report: ValidationReport) -> ValidationReport:
@@ -126,7 +151,10 @@ class FlowEngine:
             directory path, or a mapping of name -> WorkflowDef.
         script_env: extra environment for scripts.
         event_sinks: receivers of every event (each fed by its own task).
-        working_dir: the directory scripts run in (default: the current directory).
+        working_dir: the default working directory of new runs (``start`` may give
+            another): their scripts and action programs run there, also when resumed by
+            a process started elsewhere. Default: the current directory when each run
+            starts.
         schema_resolver: turns ``output = name`` into a schema object for executors.
         default_as_identity: identity for steps without ``as = ...``.
         injected_variables: host variables added to every step's variable map.
@@ -196,7 +224,7 @@ class FlowEngine:
             gate_resolvers={resolver.gate_type: resolver for resolver in gate_resolvers},
             workflows=_as_resolver(workflows),
             script_env=script_env,
-            working_dir=Path(working_dir) if working_dir is not None else Path.cwd(),
+            working_dir=Path(working_dir) if working_dir is not None else None,
             run_child=self._run_child,
             schema_resolver=schema_resolver,
             default_as_identity=default_as_identity,
@@ -415,17 +443,37 @@ class FlowEngine:
         dry_run: bool | None = None,
         fail_fast: bool | None = None,
         trigger: str = "manual",
+        working_dir: str | os.PathLike[str] | None = None,
+        memo: Mapping[str, str] | None = None,
     ) -> RunHandle:
         """Create a run of ``workflow`` and start it; returns at once.
 
         The workflow is validated against the engine's registries first, and the inputs
         checked and completed with defaults, so a run that starts can run.
 
+        Args:
+            workflow: the workflow to run.
+            inputs: its inputs (defaults are applied).
+            dry_run: gates auto-approve, scripts do not execute (default: the engine's).
+            fail_fast: stop at the first failed step (default: the engine's).
+            trigger: what started the run, kept with it (``"manual"``, ``"api"``, ...).
+            working_dir: the directory the run's ``script`` steps and action programs
+                run in, kept with the run as an absolute path: a resume (``resume``,
+                ``recover=True``, ``runkon resume``) runs them there too, wherever it is
+                started (default: the engine's ``working_dir``, else the current
+                directory).
+            memo: the host's notes on how it started the run (strings), kept with the
+                run and read back as ``RunRecord.memo``; e.g. the CLI notes its
+                ``--actions`` there so ``runkon resume`` can load the same actions.
+
         Raises:
             WorkflowValidationError: the workflow has errors (all listed).
             InputError: inputs are missing, undeclared or ill-typed.
+            WorkingDirectoryError: ``working_dir`` is not a directory.
+            TypeError: a memo key or value is not a string.
         """
         tg = self._check_open()
+        directory = self._working_dir(working_dir)
         snapshot = await self._validate_async(workflow)
         values = apply_inputs(workflow, inputs)
         dry = self.dry_run if dry_run is None else dry_run
@@ -438,7 +486,7 @@ class FlowEngine:
                 definition_snapshot=snapshot,
                 inputs=values,
                 workflow_title=workflow.title,
-                options=_run_options(fail),
+                options=_run_options(fail, directory, memo),
             )
         )
         generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
@@ -452,11 +500,21 @@ class FlowEngine:
             values,
             dry_run=dry,
             fail_fast=fail,
+            working_dir=directory,
         )
         handle = RunHandle(self, run.id, workflow.name)
         self._register(state, handle)
         tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
+
+    def _working_dir(self, given: str | os.PathLike[str] | None) -> Path:
+        """The absolute working directory of a new run (see :meth:`start`)."""
+        if given is None:
+            given = self.services.working_dir
+        directory = Path(os.path.abspath(given if given is not None else os.getcwd()))
+        if not directory.is_dir():
+            raise WorkingDirectoryError(None, str(directory))
+        return directory
 
     async def run(
         self,
@@ -472,7 +530,9 @@ class FlowEngine:
         """Continue a run from its persisted state.
 
         Completed steps are skipped and their outputs restored; a waiting gate keeps its
-        original deadline; a ``cancelling`` run finishes its cancellation.
+        original deadline; a ``cancelling`` run finishes its cancellation. Scripts and
+        action programs run in the run's own working directory (see :meth:`start`), not
+        this process's.
 
         The run's workflow (its definition snapshot) is validated against this engine's
         registries first, as :meth:`start` does, before the run is claimed: a run whose
@@ -484,6 +544,8 @@ class FlowEngine:
             CorruptRecordError: the run's definition snapshot cannot be read.
             WorkflowValidationError: this engine cannot run the workflow (e.g. an action
                 has no executor); the run is left as it was.
+            WorkingDirectoryError: the run's working directory is gone; the run is left
+                as it was, resumable once the directory is back.
             ExecutionError: the run already finished, is a child run (resume its top-level
                 run), or has no definition snapshot.
             RunAlreadyOwnedError: another engine holds a live lease on it.
@@ -499,6 +561,7 @@ class FlowEngine:
             raise ExecutionError(
                 f"run {run_id!r} is a child of run {run.parent_run_id!r}; resume that run"
             )
+        _check_working_dir(run)
         await self._validate_async(_snapshot_workflow(run))
         state = await self._resume_state(run, depth=0)
         handle = RunHandle(self, run.id, state.workflow.name)
@@ -507,9 +570,17 @@ class FlowEngine:
         return handle
 
     async def _resume_state(
-        self, run: RunRecord, depth: int, *, wait_for_lease: bool = False
+        self,
+        run: RunRecord,
+        depth: int,
+        *,
+        wait_for_lease: bool = False,
+        parent: RunState | None = None,
     ) -> RunState:
         workflow = _snapshot_workflow(run)
+        directory = _stored_working_dir(run)
+        if directory is None:  # a run stored before runkon kept its directory
+            directory = parent.working_dir if parent is not None else self._working_dir(None)
         generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
         if generation is None and wait_for_lease:
             generation = await self._await_expired_lease(run.id)
@@ -525,6 +596,7 @@ class FlowEngine:
             depth=depth,
             dry_run=run.dry_run,
             fail_fast=run.options.get("fail_fast", "true" if self.fail_fast else "false") == "true",
+            working_dir=directory,
             resumed=True,
         )
         state.load_history(steps)
@@ -569,7 +641,9 @@ class FlowEngine:
                 existing.id, existing.workflow_name, existing.status, existing.error
             )
         if existing is not None:
-            state = await self._resume_state(existing, depth=parent.depth + 1, wait_for_lease=True)
+            state = await self._resume_state(
+                existing, depth=parent.depth + 1, wait_for_lease=True, parent=parent
+            )
             if request.on_started is not None:  # the parent's row must name it (issue 14.1)
                 await request.on_started(existing.id)
         else:
@@ -586,7 +660,7 @@ class FlowEngine:
                     workflow_title=request.workflow.title,
                     iteration=request.iteration,
                     depth=parent.depth + 1,
-                    options=_run_options(parent.fail_fast),
+                    options=_run_options(parent.fail_fast, parent.working_dir),
                 )
             )
             generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
@@ -601,6 +675,7 @@ class FlowEngine:
                 depth=parent.depth + 1,
                 dry_run=parent.dry_run,
                 fail_fast=parent.fail_fast,
+                working_dir=parent.working_dir,
             )
             if request.on_started is not None:
                 await request.on_started(run.id)

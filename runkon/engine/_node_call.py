@@ -153,7 +153,7 @@ async def _attempt(
         step_key=step.resume_key or label,
         attempt=attempt,
         iteration=iteration,
-        working_dir=services.working_dir,
+        working_dir=state.working_dir,
         dry_run=state.dry_run,
         parent_run_id=state.run.parent_run_id,
         depth=state.depth,

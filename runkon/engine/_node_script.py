@@ -139,7 +139,7 @@ async def _run_once(
         step_key=step.resume_key or node.name,
         attempt=attempt,
         iteration=iteration,
-        working_dir=state.services.working_dir,
+        working_dir=state.working_dir,
         dry_run=state.dry_run,
         parent_run_id=state.run.parent_run_id,
         depth=state.depth,
@@ -155,7 +155,7 @@ async def _run_once(
         )
     try:
         result = await run_program(
-            ["sh", "-c", command], cwd=state.services.working_dir, env=env, timeout=node.timeout
+            ["sh", "-c", command], cwd=state.working_dir, env=env, timeout=node.timeout
         )
     except OSError as exc:
         return Failure(f"script {node.name!r} could not start: {describe_error(exc)}")

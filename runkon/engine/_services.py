@@ -49,7 +49,7 @@ class EngineServices:
     gate_resolvers: dict[str, GateResolver]
     workflows: WorkflowResolver | None
     script_env: ScriptEnvProvider | None
-    working_dir: Path
+    working_dir: Path | None  # default of new runs; None: the cwd when each starts
     run_child: RunChild
     schema_resolver: Callable[[str], Any] | None = None
     default_as_identity: str | None = None

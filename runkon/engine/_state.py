@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -124,6 +125,8 @@ class RunState:
         depth: 0 for a top-level run, +1 per ``call workflow`` / ``foreach`` level.
         dry_run: gates auto-approve, scripts do not run, calls get ``dry_run = True``.
         fail_fast: stop at the first failed step (the default).
+        working_dir: the absolute directory the run's scripts and programs run in
+            (kept with the run, so a resume elsewhere runs them there too).
     """
 
     services: EngineServices
@@ -134,6 +137,7 @@ class RunState:
     depth: int = 0
     dry_run: bool = False
     fail_fast: bool = True
+    working_dir: Path = field(default_factory=Path.cwd)  # the engine always passes it
     resumed: bool = False
     as_identity: str | None = None
     parent: RunState | None = None

@@ -8,6 +8,7 @@ from runkon.persistence._protocol import EventListener as EventListener
 from runkon.persistence._protocol import NotificationStream as NotificationStream
 from runkon.persistence._protocol import Store as Store
 from runkon.persistence._records import ACTIVE_RUN_STATUSES as ACTIVE_RUN_STATUSES
+from runkon.persistence._records import MEMO_PREFIX as MEMO_PREFIX
 from runkon.persistence._records import TERMINAL_RUN_STATUSES as TERMINAL_RUN_STATUSES
 from runkon.persistence._records import TERMINAL_STEP_STATUSES as TERMINAL_STEP_STATUSES
 from runkon.persistence._records import CapturedOutput as CapturedOutput
@@ -51,6 +52,7 @@ __all__ = [
     "GATE_APPROVAL_RECORDED",
     "GATE_RESOLVED",
     "GATE_TIMED_OUT",
+    "MEMO_PREFIX",
     "MIGRATIONS",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_STEP_STATUSES",

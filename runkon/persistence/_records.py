@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "MEMO_PREFIX",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_STEP_STATUSES",
     "CapturedOutput",
@@ -208,6 +209,9 @@ class NotificationKind(enum.StrEnum):
     RUN_FINISHED = "run_finished"
 
 
+MEMO_PREFIX = "memo."
+"""Prefix of the host's memo entries among a run's ``options``."""
+
 ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
     {RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING}
 )
@@ -243,8 +247,11 @@ class NewRun:
         workflow_title: the workflow's display title.
         iteration: the iteration of the parent loop that started this child run.
         depth: nesting depth (0 for a top-level run).
-        options: how the run was asked to execute (e.g. ``fail_fast``), kept so that a
-            resumed run behaves as it was started.
+        options: how the run was asked to execute, kept so that a resumed run behaves
+            as it was started: ``fail_fast``, ``working_dir`` (the absolute directory its
+            steps run in) and the host's memo entries as ``memo.<key>`` (e.g. the CLI's
+            ``memo.actions``). Read them back with :attr:`RunRecord.working_dir` and
+            :attr:`RunRecord.memo`.
     """
 
     workflow_name: str
@@ -303,6 +310,22 @@ class RunRecord:
     def is_terminal(self) -> bool:
         """True once the run completed, failed or was cancelled."""
         return self.status in TERMINAL_RUN_STATUSES
+
+    @property
+    def working_dir(self) -> str | None:
+        """The absolute directory the run's steps run in (None for runs stored before
+        runkon kept it)."""
+        return self.options.get("working_dir")
+
+    @property
+    def memo(self) -> dict[str, str]:
+        """What the host noted about how it started the run (``FlowEngine.start(memo=)``),
+        e.g. the CLI's ``{"actions": "actions"}``."""
+        return {
+            key[len(MEMO_PREFIX) :]: value
+            for key, value in self.options.items()
+            if key.startswith(MEMO_PREFIX)
+        }
 
     @property
     def is_cancel_requested(self) -> bool:

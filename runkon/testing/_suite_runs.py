@@ -74,6 +74,36 @@ async def create_run_starts_pending(h: StoreHarness) -> None:
     )
 
 
+async def run_options_round_trip(h: StoreHarness) -> None:
+    """A run's options (fail_fast, its working directory, the host's memo) read back as
+    created, through every read and after status and lease changes."""
+    store = h.store
+    options = {
+        "fail_fast": "false",
+        "working_dir": "/srv/jobs/répertoire with spaces",
+        "memo.actions": "tools/actions.py",
+        "memo.workflows": "/srv/jobs/flows",
+    }
+    run = await store.create_run(NewRun("wf", options=options))
+    plain = await store.create_run(NewRun("wf"))
+    assert dict(run.options) == options
+    assert run.working_dir == "/srv/jobs/répertoire with spaces"
+    assert run.memo == {"actions": "tools/actions.py", "workflows": "/srv/jobs/flows"}
+    assert (plain.working_dir, plain.memo, dict(plain.options)) == (None, {}, {})
+    gen = await store.acquire_lease(run.id, OWNER, 60)
+    assert gen is not None
+    await store.set_run_status(run.id, RunStatus.RUNNING, generation=gen)
+    for stored in (
+        await store.get_run(run.id),
+        *[r for r in await store.list_runs() if r.id == run.id],
+        *[r for r in await store.list_recoverable_runs(now=utc_in(120)) if r.id == run.id],
+    ):
+        assert dict(stored.options) == options
+        assert stored.working_dir == run.working_dir
+        assert stored.memo == run.memo
+    assert dict((await store.get_run(plain.id)).options) == {}
+
+
 async def string_maps_hold_only_strings(h: StoreHarness) -> None:
     """Run inputs and fan-out contexts that are not all strings are refused, nothing written."""
     store = h.store
@@ -650,6 +680,7 @@ async def lease_times_are_utc_datetimes(h: StoreHarness) -> None:
 
 CHECKS = [
     create_run_starts_pending,
+    run_options_round_trip,
     string_maps_hold_only_strings,
     records_are_immutable,
     list_runs_filters_newest_first,

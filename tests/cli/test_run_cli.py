@@ -268,14 +268,15 @@ def test_resume_without_the_runs_executors_refuses_and_leaves_it_resumable(
     run.signal(signal.SIGINT)
     assert run.wait() == 130
 
-    refused = runkon("resume", run_id, "--db", "runs.db", cwd=tmp_path)
+    write_actions(tmp_path / "some", {"check-a": "true", "check-b": "true"})  # no deploy
+    refused = runkon("resume", run_id, "--actions", "some", "--db", "runs.db", cwd=tmp_path)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "'deploy'" in refused.stderr
     assert "Traceback" not in refused.stderr
     listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)
     assert re.search(rf"^{run_id}\s+ship\s+stalled\s", listed.stdout, re.M)
 
-    resumed = Background("resume", run_id, "--actions", "acts", "--db", "runs.db", cwd=tmp_path)
+    resumed = Background("resume", run_id, "--db", "runs.db", cwd=tmp_path)  # its own acts/
     background.append(resumed)
     resumed.wait_for(r"approve: runkon approve .* approve-ship --db runs.db")
     approved = runkon("approve", run_id, "--select", "ship", "--db", "runs.db", cwd=tmp_path)
