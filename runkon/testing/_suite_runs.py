@@ -75,8 +75,7 @@ async def create_run_starts_pending(h: StoreHarness) -> None:
 
 
 async def run_options_round_trip(h: StoreHarness) -> None:
-    """A run's options (fail_fast, its working directory, the host's memo) read back as
-    created, through every read and after status and lease changes."""
+    """A run's options (fail_fast, working_dir, the memo) read back as created, always."""
     store = h.store
     options = {
         "fail_fast": "false",
