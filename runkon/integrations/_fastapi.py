@@ -36,6 +36,7 @@ from runkon.integrations._inbox import (
     render_page,
     render_problem,
     render_sign_in,
+    return_path,
     same_origin,
     security_headers,
     session_cookie,
@@ -530,8 +531,8 @@ def create_inbox_router(
         base = base_of(request)
         try:
             identity = await api.identify(request.headers)
-        except ApiError:
-            return html(render_sign_in(base=base), 401)
+        except ApiError:  # signed in, the visitor comes back here
+            return html(render_sign_in(base=base, then=request.url.path), 401)
         try:
             view = await load_run(api, request.headers, run_id)
         except ApiError as exc:
@@ -599,20 +600,23 @@ def create_inbox_router(
             form = parse_form(await read_capped(request, MAX_FORM_BYTES))
         except ApiError as exc:
             return html(render_sign_in(base=base_of(request), error=exc.message), exc.status)
-        return await _sign_in(request, (form.get("token") or [""])[0].strip())
+        token = (form.get("token") or [""])[0].strip()
+        return await _sign_in(request, token, (form.get("then") or [""])[0])
 
-    async def _sign_in(request: Request, token: str) -> Response:
+    async def _sign_in(request: Request, token: str, then: str) -> Response:
         base = base_of(request)
         identity = None
         if token:
             identity = await api.authorizer.authenticate({"authorization": f"Bearer {token}"})
         if identity is None:
-            return html(render_sign_in(base=base, error="Unknown token; check it and retry."), 401)
+            error = "Unknown token; check it and retry."
+            return html(render_sign_in(base=base, error=error, then=then), 401)
         if not cookie_safe(token):
             error = "This token cannot be kept in a browser cookie; sign in with another one."
             return html(render_sign_in(base=base, error=error), 400)
         cookie = session_cookie(token, secure=request.url.scheme == "https")
-        response = RedirectResponse(base, status_code=303, headers=security_headers())
+        target = return_path(base, then)
+        response = RedirectResponse(target, status_code=303, headers=security_headers())
         response.headers.append("Set-Cookie", cookie)
         return response
 

@@ -545,21 +545,35 @@ def run_link(run_id: str, *, base: str) -> str:
     return f'<a class="run-link" href="{_e(href)}"><code>{_e(run_id)}</code></a>'
 
 
-def render_sign_in(*, base: str, error: str | None = None, token: str | None = None) -> str:
+def return_path(base: str, wanted: str | None) -> str:
+    """Where a sign-in leads: ``wanted`` when it is a run page of this inbox
+    (``{base}/runs/{id}``), else the inbox itself, so a sign-in form never sends anyone
+    to another site (no open redirect)."""
+    if wanted and re.fullmatch(re.escape(base) + r"/runs/[A-Za-z0-9][A-Za-z0-9._~-]*", wanted):
+        return wanted
+    return base
+
+
+def render_sign_in(
+    *, base: str, error: str | None = None, token: str | None = None, then: str | None = None
+) -> str:
     """The sign-in form: paste the server's token once; a cookie keeps you signed in.
 
     With ``token`` (the ``?token=`` of the link ``runkon serve`` prints) the form holds
     it and asks for one click: the cookie is set only by that same-site POST, never by a
     GET, so another site cannot sign a visitor in under its own token (login CSRF).
+    ``then`` is the page to go back to once signed in (see :func:`return_path`).
     """
     problem = f'<div class="notice error" role="alert">{_e(error)}</div>' if error else ""
+    back = return_path(base, then)
+    then_field = f'<input type="hidden" name="then" value="{_e(back)}">' if back != base else ""
     if token is not None:
         return _document(
             "Sign in — runkon inbox",
             "<header><h1>runkon inbox</h1></header><main>"
             f"{problem}<h2>Sign in</h2>"
             f'<form method="post" action="{_e(base)}/sign-in">'
-            f'<input type="hidden" name="token" value="{_e(token)}">'
+            f'<input type="hidden" name="token" value="{_e(token)}">{then_field}'
             '<button class="approve" id="sign-in" autofocus>Sign in to this inbox</button>'
             '</form><p class="empty">Only continue if you opened the link '
             "<code>runkon serve</code> printed.</p></main>",
@@ -569,7 +583,7 @@ def render_sign_in(*, base: str, error: str | None = None, token: str | None = N
         "Sign in — runkon inbox",
         "<header><h1>runkon inbox</h1></header><main>"
         f"{problem}<h2>Sign in</h2>"
-        f'<form method="post" action="{_e(base)}/sign-in">'
+        f'<form method="post" action="{_e(base)}/sign-in">{then_field}'
         '<label>Token <input type="password" name="token" autocomplete="current-password" '
         'required autofocus></label> <button class="approve">Sign in</button></form>'
         '<p class="empty">The token is the one <code>runkon serve</code> printed '

@@ -8,6 +8,7 @@ import re
 from contextlib import aclosing
 
 import anyio
+import httpx
 
 import runkon
 from runkon import ActionOutput, ActionParams, StepContext, Store
@@ -15,7 +16,7 @@ from runkon.integrations import Identity, Permission, RunkonApi, Target, TokenAu
 from runkon.integrations._run_page import EXCERPT_LINES, excerpt, render_logs, run_changes, tail
 from runkon.persistence import CapturedOutput, NewRun
 
-from ._support import ALICE, AUTH, TOKENS, WORKFLOWS, serving, sse_frames
+from ._support import ALICE, AUTH, TOKENS, WORKFLOWS, Harness, serving, sse_frames
 
 ALICE_COOKIE = {"Cookie": "runkon_token=t-alice"}
 SCRIPT = '<script>alert("x")</script>'
@@ -189,6 +190,42 @@ async def test_the_run_page_needs_sign_in_a_known_run_and_read_permission(store:
         )
 
 
+async def sign_in(h: Harness, token: str, then: str) -> httpx.Response:
+    body = str(httpx.QueryParams([("token", token), ("then", then)])).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return await h.client.post("/inbox/sign-in", content=body, headers=headers)
+
+
+async def test_signing_in_from_a_run_page_leads_back_to_it_and_nowhere_else(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        run_id = await h.start("ship", {"ticket": "T-1"})
+        page = f"/inbox/runs/{run_id}"
+        anonymous = await h.client.get(page)
+        assert f'<input type="hidden" name="then" value="{page}">' in anonymous.text
+
+        wrong = await sign_in(h, "nope", page)
+        assert wrong.status_code == 401
+        assert f'<input type="hidden" name="then" value="{page}">' in wrong.text
+
+        signed = await sign_in(h, "t-alice", page)
+        assert (signed.status_code, signed.headers["location"]) == (303, page)
+        assert signed.headers["set-cookie"].startswith("runkon_token=t-alice;")
+
+        for elsewhere in (
+            "https://evil.example/inbox/runs/x",
+            "//evil.example/inbox/runs/x",
+            "/inbox/runs/..",
+            "/inbox/runs/x/../../../api/runs",
+            "/inbox\\runs\\x",
+            "/other/runs/x",
+            "",
+        ):
+            signed = await sign_in(h, "t-alice", elsewhere)
+            assert (signed.status_code, signed.headers["location"]) == (303, "/inbox"), elsewhere
+
+
 async def test_quorum_approvals_rejections_and_stalled_runs_on_the_run_page(
     store: Store,
 ) -> None:
@@ -210,6 +247,15 @@ async def test_quorum_approvals_rejections_and_stalled_runs_on_the_run_page(
         assert '<dd><span class="decision">rejected</span></dd><dt>By</dt><dd>bob</dd>' in gate
         assert '<span class="feedback">not today</span>' in gate
         assert '<dt>Error</dt><dd><span class="error">' in page  # the run's error
+
+        cancelled_id = await h.start("ship", {"ticket": "T-3"})
+        await h.engine.cancel_run(cancelled_id, reason="wrong ticket", by="carol")
+        assert await h.finished(cancelled_id) == "cancelled"
+        page = (await h.client.get(f"/inbox/runs/{cancelled_id}", headers=ALICE_COOKIE)).text
+        assert "<dt>Cancel</dt><dd>requested by carol: wrong ticket</dd>" in page
+        gate = step_item(page, "human_approval")
+        assert '<span class="decision">cancelled</span>' in gate  # nobody rejected it
+        assert "rejected" not in gate
 
         orphan = await store.create_run(NewRun(workflow_name="ship"))  # no engine drives it
         page = (await h.client.get(f"/inbox/runs/{orphan.id}", headers=ALICE_COOKIE)).text
