@@ -110,7 +110,7 @@ EXPECTED: dict[str, list[str]] = {
         "create_router",
         "runkon_lifespan",
     ],
-    "runkon.integrations.server": ["serve"],
+    "runkon.integrations.server": ["ServeError", "serve"],
 }
 
 

@@ -12,7 +12,16 @@ import os
 from typing import Any
 
 from runkon.cli._actions import load_actions
-from runkon.cli._common import DEFAULT_DB, EXIT_OK, EXIT_USAGE, CliError, add_db_argument, warn
+from runkon.cli._common import (
+    DEFAULT_DB,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    add_db_argument,
+    warn,
+)
+from runkon.errors import SchemaVersionError, StoreBackendError
 
 SERVER_MODULE = "runkon.integrations.server"
 
@@ -57,6 +66,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         server = importlib.import_module(SERVER_MODULE)
         run_server = server.serve
+        serve_error = server.ServeError
     except (ImportError, AttributeError) as exc:
         warn(
             f"runkon: `runkon serve` needs the web server and its dependencies ({exc}); "
@@ -76,4 +86,8 @@ def serve(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         pass
+    except serve_error as exc:
+        warn(f"runkon: {exc}")
+        usage = isinstance(exc.__cause__, StoreBackendError | SchemaVersionError)
+        return EXIT_USAGE if usage else EXIT_FAILED  # --db names no runkon database: 2
     return EXIT_OK

@@ -6,24 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import os
 import secrets
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import FrameType
 from typing import Any, TextIO
 
 import uvicorn
 from fastapi import FastAPI
 
-from runkon import FlowEngine, SqliteStore
+from runkon import FlowEngine, RunkonError, SqliteStore
 from runkon.integrations._auth import TokenAuthorizer
 from runkon.integrations._fastapi import EventStreamResponse, create_app
 
 TOKEN_ENV = "RUNKON_TOKEN"
+UVICORN_LOGGER = "uvicorn.error"
 GRACEFUL_SHUTDOWN = 3  # seconds open streams (inbox pages, SSE) get to close on exit
 
 
@@ -74,6 +76,11 @@ def serve(
 
     Blocks until Ctrl-C or SIGTERM; open streams get a few seconds to close, and runs
     still going stay resumable.
+
+    Raises:
+        ServeError: the server could not start (the database cannot be opened, the port
+            is taken, ...); nothing is served. Its message is one line, and its
+            ``__cause__`` the runkon error behind it, if any.
     """
     chosen = token or os.environ.get(TOKEN_ENV) or None
     generated = chosen is None
@@ -86,6 +93,8 @@ def serve(
         recover=True,
     )
     app = build_app(engine, secret, workflows_dir, docs=docs)
+    failures: list[BaseException] = []
+    _record_startup_failure(app, failures)
     config = uvicorn.Config(
         app,
         host=host,
@@ -95,9 +104,70 @@ def serve(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
     announce = _Announcement(db, workflows_dir, secret if generated else None, docs=docs)
-    server = _Server(config, host, announce)
-    with _terminate_returns():
-        asyncio.run(server.serve())
+    startup_errors = _StartupErrors()
+    server = _Server(config, host, announce, startup_errors)
+    uvicorn_log = logging.getLogger(UVICORN_LOGGER)
+    uvicorn_log.addFilter(startup_errors)
+    try:
+        with _terminate_returns():
+            asyncio.run(server.serve())
+    except SystemExit:  # uvicorn's way to give up at startup (exit status 3)
+        if server.started:
+            raise
+        cause = failures[0] if failures else None
+        raise ServeError(_startup_problem(cause, startup_errors.messages, host, port)) from cause
+    finally:
+        uvicorn_log.removeFilter(startup_errors)
+
+
+class ServeError(RunkonError):
+    """``runkon serve`` could not start; the message says why, in one line."""
+
+
+def _startup_problem(cause: BaseException | None, logged: list[str], host: str, port: int) -> str:
+    if isinstance(cause, RunkonError):
+        return f"the server could not start: {cause}"
+    if cause is not None:
+        return f"the server could not start: {type(cause).__name__}: {cause}"
+    detail = logged[0].splitlines()[0] if logged else "see the messages above"
+    return f"the server could not start on {host}:{port}: {detail}"
+
+
+def _record_startup_failure(app: FastAPI, failures: list[BaseException]) -> None:
+    """Wrap ``app``'s lifespan so that an error while it starts (the engine opening the
+    database) is kept in ``failures`` for a one-line report, not a logged traceback."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        started = False
+        try:
+            async with inner(app) as state:
+                started = True
+                yield state
+        except Exception as exc:
+            if not started:
+                failures.append(exc)
+            raise
+
+    app.router.lifespan_context = lifespan
+
+
+class _StartupErrors(logging.Filter):
+    """Keeps, and hides, what uvicorn logs as errors until the server listens: serve
+    reports a failed start in one line of its own (uvicorn would print the lifespan's
+    traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.listening = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.listening or record.levelno < logging.ERROR:
+            return True
+        self.messages.append(record.getMessage())
+        return False
 
 
 SERVE_NO_CATALOG_HINT = "restart `runkon serve` with --workflows DIR (a directory of .wf files)"
@@ -167,10 +237,17 @@ class _Announcement:
 class _Server(uvicorn.Server):
     """Prints where it listens once it does (the port may have been 0)."""
 
-    def __init__(self, config: uvicorn.Config, host: str, announce: _Announcement) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        host: str,
+        announce: _Announcement,
+        startup_errors: _StartupErrors,
+    ) -> None:
         super().__init__(config)
         self._host = host
         self._announce = announce
+        self._startup_errors = startup_errors
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         EventStreamResponse.close_all()  # open inbox pages and SSE clients must not hold us
@@ -178,6 +255,7 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        self._startup_errors.listening = True
         if self.started and self.servers:
             port = self.servers[0].sockets[0].getsockname()[1]
             self._announce.print(f"http://{_display_host(self._host)}:{port}", sys.stdout)
