@@ -42,6 +42,7 @@ EXPECTED: dict[str, list[str]] = {
         "RunkonApi",
         "StartRunRequest",
         "StartedRunOut",
+        "StepLogsOut",
         "StepOut",
         "Target",
         "TokenAuthorizer",

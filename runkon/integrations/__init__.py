@@ -20,6 +20,7 @@ from runkon.integrations._schemas import RunDetailOut as RunDetailOut
 from runkon.integrations._schemas import RunOut as RunOut
 from runkon.integrations._schemas import StartedRunOut as StartedRunOut
 from runkon.integrations._schemas import StartRunRequest as StartRunRequest
+from runkon.integrations._schemas import StepLogsOut as StepLogsOut
 from runkon.integrations._schemas import StepOut as StepOut
 from runkon.integrations._service import ApiError as ApiError
 from runkon.integrations._service import CheckedRun as CheckedRun
@@ -46,6 +47,7 @@ __all__ = [
     "RunkonApi",
     "StartRunRequest",
     "StartedRunOut",
+    "StepLogsOut",
     "StepOut",
     "Target",
     "TokenAuthorizer",

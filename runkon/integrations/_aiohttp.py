@@ -145,6 +145,7 @@ def add_routes(
         ("POST", "/runs", routes.start_run),
         ("GET", "/runs", routes.list_runs),
         ("GET", "/runs/{run_id}", routes.get_run),
+        ("GET", "/runs/{run_id}/steps/{step}/logs", routes.step_logs),
         ("POST", "/runs/{run_id}/cancel", routes.cancel_run),
         ("GET", "/gates", routes.waiting_gates),
         ("POST", "/runs/{run_id}/gates/{gate}/approve", routes.approve),
@@ -321,6 +322,10 @@ class _Routes:
 
     async def get_run(self, request: web.Request) -> web.Response:
         return _json(await self.api.get_run(request.headers, request.match_info["run_id"]))
+
+    async def step_logs(self, request: web.Request) -> web.Response:
+        run_id, step = request.match_info["run_id"], request.match_info["step"]
+        return _json(await self.api.step_logs(request.headers, run_id, step))
 
     async def cancel_run(self, request: web.Request) -> web.Response:
         body = await _body(request, CancelRequest, optional=True, api=self.api)

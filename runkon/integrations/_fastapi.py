@@ -54,6 +54,7 @@ from runkon.integrations._schemas import (
     RunOut,
     StartedRunOut,
     StartRunRequest,
+    StepLogsOut,
 )
 from runkon.integrations._service import (
     MAX_BODY_BYTES,
@@ -332,6 +333,19 @@ def create_router(
     )
     async def get_run(request: Request, run_id: str) -> RunDetailOut:
         return await api.get_run(request.headers, run_id)
+
+    @router.get(
+        "/runs/{run_id}/steps/{step}/logs",
+        response_model=StepLogsOut,
+        responses=_NOT_FOUND,
+        summary="What a step's programs wrote: the end of its stdout and stderr",
+        description="`step` is the step's id, or its name (its latest attempt). Only "
+        "`script` steps and calls whose executor runs programs have output (`captured` "
+        "is false otherwise); the end of each stream is kept (64 KiB by default), "
+        "`*_dropped_bytes` count what came before it.",
+    )
+    async def step_logs(request: Request, run_id: str, step: str) -> StepLogsOut:
+        return await api.step_logs(request.headers, run_id, step)
 
     @router.post(
         "/runs/{run_id}/cancel",

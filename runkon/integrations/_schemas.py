@@ -3,12 +3,21 @@ aiohttp integrations so both speak the same JSON and one OpenAPI schema describe
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runkon.persistence import GateReceipt, RunRecord, StepRecord, WaitingGate
+from runkon.persistence import (
+    CapturedOutput,
+    GateReceipt,
+    GateRecord,
+    RunRecord,
+    StepRecord,
+    WaitingGate,
+)
 
 
 class _Model(BaseModel):
@@ -119,8 +128,74 @@ class RunOut(_Model):
         )
 
 
+def _duration_ms(step: StepRecord) -> int | None:
+    if step.started_at is None or step.ended_at is None:
+        return None
+    return int((step.ended_at - step.started_at).total_seconds() * 1000)
+
+
+def attempts_by_step(steps: Sequence[StepRecord]) -> dict[str, list[StepRecord]]:
+    """Each step id -> every attempt of that step (its rows with the same resume key),
+    oldest first. A step without a resume key is its own only attempt."""
+    by_key: dict[str, list[StepRecord]] = defaultdict(list)
+    for step in sorted(steps, key=lambda step: step.id):  # ids are ULIDs: insertion order
+        by_key[step.resume_key or step.id].append(step)
+    return {step.id: by_key[step.resume_key or step.id] for step in steps}
+
+
+class AttemptOut(_Model):
+    """One attempt of a step (a retried step has several; each is a step of the run)."""
+
+    attempt: int = Field(description="1 for the first attempt, 2 for the first retry, ...")
+    step_id: str
+    status: str
+    error: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int | None
+
+    @classmethod
+    def of(cls, number: int, step: StepRecord) -> AttemptOut:
+        return cls(
+            attempt=number,
+            step_id=step.id,
+            status=str(step.status),
+            error=step.step_error,
+            started_at=step.started_at,
+            ended_at=step.ended_at,
+            duration_ms=_duration_ms(step),
+        )
+
+
+class StepGateOut(_Model):
+    """How a gate step was decided (or that it waits)."""
+
+    type: str
+    status: str
+    decision: str | None
+    decided_by: str | None
+    selections: list[str]
+    feedback: str | None
+
+    @classmethod
+    def of(cls, gate: GateRecord) -> StepGateOut:
+        return cls(
+            type=gate.gate_type,
+            status=str(gate.status),
+            decision=None if gate.decision is None else str(gate.decision),
+            decided_by=gate.decided_by,
+            selections=list(gate.selections or ()),
+            feedback=gate.feedback,
+        )
+
+
 class StepOut(_Model):
-    """One step of a run."""
+    """One step of a run: what it ran with, what it produced, its attempts.
+
+    ``inputs`` are the variables the step ran with (values over 1000 characters cut);
+    ``attempts`` lists every attempt of the same step, this one included. What the step's
+    programs wrote is at ``GET /runs/{run_id}/steps/{step_id}/logs``.
+    """
 
     id: str
     name: str
@@ -138,9 +213,20 @@ class StepOut(_Model):
     child_run_id: str | None
     gate_type: str | None
     gate_feedback: str | None
+    duration_ms: int | None = None
+    context_out: str | None = None
+    structured_output: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    attempts: list[AttemptOut] = Field(default_factory=list)
+    gate: StepGateOut | None = None
 
     @classmethod
-    def of(cls, step: StepRecord) -> StepOut:
+    def of(
+        cls,
+        step: StepRecord,
+        attempts: Sequence[StepRecord] = (),
+        gate: GateRecord | None = None,
+    ) -> StepOut:
         return cls(
             id=step.id,
             name=step.step_name,
@@ -158,6 +244,49 @@ class StepOut(_Model):
             child_run_id=step.child_run_id,
             gate_type=step.gate_type,
             gate_feedback=step.gate_feedback,
+            duration_ms=_duration_ms(step),
+            context_out=step.context_out,
+            structured_output=step.structured_output,
+            inputs=dict(step.inputs),
+            attempts=[AttemptOut.of(n, row) for n, row in enumerate(attempts or [step], 1)],
+            gate=None if gate is None else StepGateOut.of(gate),
+        )
+
+
+class StepLogsOut(_Model):
+    """What a step's programs wrote: the END of stdout and of stderr.
+
+    Only ``script`` steps and calls whose executor runs programs have output
+    (``captured`` is false otherwise). The engine keeps a bounded tail of each stream
+    (``FlowEngine(output_tail_bytes=...)``, 64 KiB by default); ``*_dropped_bytes``
+    count the bytes cut from the start, and ``truncated`` says whether any were.
+    """
+
+    run_id: str
+    step_id: str
+    name: str
+    status: str
+    captured: bool
+    stdout: str
+    stderr: str
+    stdout_dropped_bytes: int
+    stderr_dropped_bytes: int
+    truncated: bool
+
+    @classmethod
+    def of(cls, step: StepRecord, output: CapturedOutput | None) -> StepLogsOut:
+        kept = output or CapturedOutput()
+        return cls(
+            run_id=step.run_id,
+            step_id=step.id,
+            name=step.step_name,
+            status=str(step.status),
+            captured=output is not None,
+            stdout=kept.stdout,
+            stderr=kept.stderr,
+            stdout_dropped_bytes=kept.stdout_dropped_bytes,
+            stderr_dropped_bytes=kept.stderr_dropped_bytes,
+            truncated=kept.truncated,
         )
 
 

@@ -30,6 +30,7 @@ from runkon import (
     WorkflowResolver,
     WorkflowValidationError,
 )
+from runkon.errors import UnknownStepError
 from runkon.events import EngineEvent
 from runkon.integrations._auth import Authorizer, Identity, Permission, Target
 from runkon.integrations._schemas import (
@@ -43,9 +44,18 @@ from runkon.integrations._schemas import (
     RunOut,
     StartedRunOut,
     StartRunRequest,
+    StepLogsOut,
     StepOut,
+    attempts_by_step,
 )
-from runkon.persistence import GateReceipt, ReceiptOutcome, RunRecord, RunStatus
+from runkon.persistence import (
+    GateReceipt,
+    ReceiptOutcome,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepRole,
+)
 
 MAX_LIST = 1_000
 MAX_SEQ = 2**63 - 1  # the largest event sequence number a store keeps (SQLite INTEGER)
@@ -271,9 +281,39 @@ class RunkonApi:
     async def get_run(self, headers: Mapping[str, str], run_id: str) -> RunDetailOut:
         """A run with its steps (permission ``read``)."""
         run = (await self.check_run(headers, Permission.READ, run_id)).run
-        steps = await self.engine.store.get_steps(run_id)
+        store = self.engine.store
+        steps = await store.get_steps(run_id)
+        gates = {step.id: await store.get_gate(step.id) for step in steps if step.role == _GATE}
+        attempts = attempts_by_step(steps)
         return RunDetailOut(
-            **RunOut.of(run).model_dump(), steps=[StepOut.of(step) for step in steps]
+            **RunOut.of(run).model_dump(),
+            steps=[StepOut.of(step, attempts[step.id], gates.get(step.id)) for step in steps],
+        )
+
+    async def step_logs(self, headers: Mapping[str, str], run_id: str, step: str) -> StepLogsOut:
+        """What a step's programs wrote (permission ``read``). ``step`` is the step's id,
+        or its name (then its latest attempt)."""
+        await self.check_run(headers, Permission.READ, run_id)
+        found = await self._find_step(run_id, step)
+        return StepLogsOut.of(found, await self.engine.store.get_step_output(found.id))
+
+    async def _find_step(self, run_id: str, step: str) -> StepRecord:
+        store = self.engine.store
+        try:
+            found = await store.get_step(step)
+        except UnknownStepError:
+            pass
+        else:
+            if found.run_id == run_id:
+                return found
+        named = [row for row in await store.get_steps(run_id) if row.step_name == step]
+        if named:
+            return max(named, key=lambda row: row.id)  # ULIDs: the latest attempt
+        raise ApiError(
+            404,
+            "unknown_step",
+            f"run {run_id} has no step {step!r}; name a step by its id or its name "
+            f"(GET /runs/{run_id} lists them)",
         )
 
     async def list_runs(
@@ -420,6 +460,9 @@ class RunkonApi:
         # the bus for runs this engine drives, the store's change feed for the others
         async for event in self.engine.follow_events(run_id, after_seq=after_seq):
             yield event
+
+
+_GATE = StepRole.GATE
 
 
 def _receipt(receipt: GateReceipt) -> ReceiptOut:

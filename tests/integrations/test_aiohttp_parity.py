@@ -56,6 +56,15 @@ CATALOG = {
         ),
         parse(
             """
+            workflow shell {
+              inputs { who default = "Ada" }
+              script greet { run = "echo hello {{who}}; echo careful >&2" }
+              call report
+            }
+            """
+        ),
+        parse(
+            """
             workflow review {
               gate answers { type = human_review  prompt = "Answer"  timeout = "1h" }
               call draft
@@ -354,6 +363,18 @@ async def script(call: Driver) -> list[Step]:
         body={"reason": "twice"},
     )
     await do("cancelled run", "GET", f"/api/runs/{answers}", headers=ALICE)
+
+    shell = await do(
+        "start shell", "POST", "/api/runs", headers={**ALICE, **JSON}, body={"workflow": "shell"}
+    )
+    ran = shell.body["run_id"]
+    await run_ended(call.engine, ran)
+    await do("shell run", "GET", f"/api/runs/{ran}", headers=ALICE)
+    await do("step logs", "GET", f"/api/runs/{ran}/steps/greet/logs", headers=ALICE)
+    await do("step logs no output", "GET", f"/api/runs/{ran}/steps/report/logs", headers=ALICE)
+    await do("step logs unknown step", "GET", f"/api/runs/{ran}/steps/nope/logs", headers=ALICE)
+    await do("step logs unknown run", "GET", "/api/runs/nope/steps/greet/logs", headers=ALICE)
+    await do("step logs unauthenticated", "GET", f"/api/runs/{ran}/steps/greet/logs")
     await do("all runs", "GET", "/api/runs", headers=ALICE)
     return out
 

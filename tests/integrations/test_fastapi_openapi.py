@@ -35,6 +35,7 @@ def test_every_api_route_is_documented_with_its_errors_and_security() -> None:
         ("GET", "/api/runs"),
         ("GET", "/api/runs/{run_id}"),
         ("GET", "/api/runs/{run_id}/events"),
+        ("GET", "/api/runs/{run_id}/steps/{step}/logs"),
         ("POST", "/api/runs"),
         ("POST", "/api/runs/{run_id}/cancel"),
         ("POST", "/api/runs/{run_id}/gates/{gate}/approve"),
