@@ -179,21 +179,29 @@ class RunVariables:
 RECORDED_VALUE_CHARS = 1000
 RECORDED_TOTAL_CHARS = 16_000
 MORE_KEY = "…"
+SECRET_NAME_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+REDACTED = "<redacted>"
 
 
 def recorded_inputs(values: Mapping[str, str]) -> dict[str, str]:
     """The variables a step ran with, bounded for its step record (``runkon show``).
 
-    Values longer than ``RECORDED_VALUE_CHARS`` are cut (``… (N more characters)``);
-    once ``RECORDED_TOTAL_CHARS`` are kept, the remaining names are counted under the
-    key ``…`` instead. Names are kept in sorted order.
+    The value of a variable whose name contains ``token``, ``secret``, ``password`` or
+    ``key`` (any case) is recorded as ``<redacted>``: a host may inject credentials as
+    variables, and step records are shown to everyone who may read the run. Values
+    longer than ``RECORDED_VALUE_CHARS`` are cut (``… (N more characters)``); once
+    ``RECORDED_TOTAL_CHARS`` are kept, the remaining names are counted under the key
+    ``…`` instead. Names are kept in sorted order.
     """
     kept: dict[str, str] = {}
     total = 0
     names = sorted(values)
     for index, name in enumerate(names):
         value = values[name]
-        if len(value) > RECORDED_VALUE_CHARS:
+        upper = name.upper()
+        if any(word in upper for word in SECRET_NAME_WORDS):
+            value = REDACTED
+        elif len(value) > RECORDED_VALUE_CHARS:
             cut = len(value) - RECORDED_VALUE_CHARS
             value = f"{value[:RECORDED_VALUE_CHARS]}… ({cut} more characters)"
         if total + len(value) > RECORDED_TOTAL_CHARS:

@@ -192,7 +192,8 @@ class StepGateOut(_Model):
 class StepOut(_Model):
     """One step of a run: what it ran with, what it produced, its attempts.
 
-    ``inputs`` are the variables the step ran with (values over 1000 characters cut);
+    ``inputs`` are the variables the step ran with (values over 1000 characters cut,
+    those of names containing token, secret, password or key shown as ``<redacted>``);
     ``attempts`` lists every attempt of the same step, this one included. What the step's
     programs wrote is at ``GET /runs/{run_id}/steps/{step_id}/logs``.
     """

@@ -145,6 +145,32 @@ async def test_recorded_inputs_are_bounded(make_engine: MakeEngine, store: Store
     assert len(json.dumps(recorded)) < 20_000
 
 
+async def test_recorded_inputs_hide_values_of_secret_looking_names(
+    make_engine: MakeEngine, store: Store, tmp_path: Path
+) -> None:
+    wf = parse(
+        """
+        workflow w {
+          inputs { ticket required }
+          call plan
+          script s { run = "echo {{ticket}} {{github_token}}" }
+        }
+        """
+    )
+    injected = {"github_token": "ghp_secret", "API_KEY": "k-123", "db_password": "pw"}
+    async with make_engine(injected_variables=injected) as engine:
+        result = await engine.run(wf, inputs={"ticket": "T-1"})
+    plan, script = await store.get_steps(result.run_id)
+    assert plan.inputs["ticket"] == "T-1"
+    assert (plan.inputs["github_token"], plan.inputs["API_KEY"], plan.inputs["db_password"]) == (
+        "<redacted>",
+        "<redacted>",
+        "<redacted>",
+    )
+    assert dict(script.inputs) == {"ticket": "T-1", "github_token": "<redacted>"}
+    assert "ghp_secret" not in repr([dict(step.inputs) for step in (plan, script)])
+
+
 async def test_output_tail_bytes_zero_keeps_nothing(make_engine: MakeEngine, store: Store) -> None:
     wf = parse("""workflow w { script s { run = "echo hi" } }""")
     async with make_engine(output_tail_bytes=0) as engine:
