@@ -149,7 +149,7 @@ border-radius:8px;padding:.6rem .9rem;margin:.5rem 0}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f5f6f8;border-radius:4px;
 padding:.4rem .6rem;margin:.2rem 0;font-size:.85rem}
 .error{color:#7c1010;white-space:pre-wrap}.more{color:#667;font-size:.85rem}
-details{margin:.3rem 0}summary{cursor:pointer;color:#445}
+.summary{white-space:pre-wrap}details{margin:.3rem 0}summary{cursor:pointer;color:#445}
 """
 
 _RUN_SCRIPT = """
@@ -416,7 +416,7 @@ def render_run(view: RunView, *, base: str, now: datetime | None = None) -> str:
     if run.error:
         fields.append(("Error", f'<span class="error">{_e(run.error)}</span>'))
     if run.result_summary:
-        fields.append(("Result", _e(run.result_summary)))
+        fields.append(("Result", f'<span class="summary">{_e(run.result_summary)}</span>'))
     summary = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
     steps = (
         '<ol class="timeline">'

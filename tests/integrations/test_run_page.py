@@ -104,6 +104,7 @@ async def test_the_run_page_shows_the_timeline_live_state_and_gate_decision(
         page = (await h.client.get(f"/inbox/runs/{run_id}", headers=ALICE_COOKIE)).text
         assert f'data-run="{run_id}" data-status="completed"' in page
         assert 'data-live="false"' in page  # nothing to follow any more
+        assert '<dt>Result</dt><dd><span class="summary">Workflow &#x27;leaky&#x27;' in page
         gate = step_item(page, "human_review")
         assert 'data-status="completed"' in gate
         assert '<dt>Decision</dt><dd><span class="decision">approved</span></dd>' in gate
