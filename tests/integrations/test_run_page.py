@@ -364,3 +364,16 @@ async def test_run_changes_follows_a_running_run_until_it_ends(store: Store) -> 
         ids = [int(frame.split("\n")[0][4:]) for frame in seen[:-1]]
         assert ids == sorted(set(ids))  # each frame names a later event
         assert all(latest < seq <= final for seq in ids)
+
+
+async def test_run_changes_keeps_a_quiet_stream_alive_and_closes_between_frames(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        quiet = await store.create_run(NewRun(workflow_name="ship"))  # no events, not driven
+        events = await RunkonApi(h.engine, AUTH).open_events(ALICE, quiet.id, None)
+        with anyio.fail_after(10):
+            frames = run_changes(events, keepalive=0.01)
+            assert await anext(frames) == "retry: 2000\n\n"
+            assert await anext(frames) == ": keepalive\n\n"
+            await frames.aclose()  # the page went away while the run waits: no error
