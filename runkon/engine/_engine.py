@@ -267,8 +267,21 @@ class FlowEngine:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> bool:
+        """Stop every run this engine drives (they stay resumable), then the background
+        services, and close the store if the engine manages it.
+
+        An exception leaving the block leaves as itself (never wrapped in an
+        ``ExceptionGroup``): the background services are stopped without being handed
+        it. Only a failure of runkon's own background services (the lease keeper, the
+        notification listener, an event sink's feeder, e.g. on a store that stopped
+        working) surfaces, as an ``ExceptionGroup`` holding it, when the block ended
+        normally or was cancelled because of that failure; if the block raised an
+        exception of its own meanwhile, that exception wins and the background failure
+        is logged (logger ``runkon.engine``, level ERROR).
+        """
         assert self._tg is not None
+        own = exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class())
         try:
             with anyio.CancelScope(shield=True):
                 for active in list(self._runs.values()):
@@ -284,7 +297,10 @@ class FlowEngine:
         finally:
             try:
                 self._run_tasks = None
-                await self._tg.__aexit__(exc_type, exc, tb)
+                if own:
+                    await self._stop_services_quietly()
+                else:  # a cancellation must reach the task group that may have caused it
+                    await self._tg.__aexit__(exc_type, exc, tb)
             finally:
                 self._tg = None
                 self.events.stop()
@@ -292,6 +308,21 @@ class FlowEngine:
                     self._remove_listener()
                 if self.manage_store:
                     await self.store.__aexit__(exc_type, exc, tb)
+        return False
+
+    async def _stop_services_quietly(self) -> None:
+        """Leave the services' task group while the caller's own exception propagates:
+        a background failure (or a cancellation) meanwhile must not replace it."""
+        assert self._tg is not None
+        try:
+            await self._tg.__aexit__(None, None, None)
+        except anyio.get_cancelled_exc_class():
+            pass  # an enclosing scope's cancellation: it is delivered again at its next await
+        except BaseException as failure:
+            _log.error(
+                "a background service failed while the engine's block raised",
+                exc_info=failure,
+            )
 
     def _register(self, state: RunState, handle: RunHandle | None) -> None:
         """Track a run this engine now drives (its lease joins the keeper's batch)."""
