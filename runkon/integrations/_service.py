@@ -519,15 +519,19 @@ async def sse_stream(
 
     async with anyio.create_task_group() as group:
         group.start_soon(pump)
-        async with receive:
-            while True:
-                with anyio.move_on_after(keepalive) as idle:
-                    event = await receive.receive()
-                if idle.cancelled_caught:
-                    yield KEEPALIVE
-                    continue
-                if event is None:
-                    yield "event: end\ndata: {}\n\n"
-                    break
-                yield sse_frame(event)
-        group.cancel_scope.cancel()
+        try:
+            async with receive:
+                while True:
+                    with anyio.move_on_after(keepalive) as idle:
+                        event = await receive.receive()
+                    if idle.cancelled_caught:
+                        yield KEEPALIVE
+                        continue
+                    if event is None:
+                        yield "event: end\ndata: {}\n\n"
+                        break
+                    yield sse_frame(event)
+        except GeneratorExit:
+            pass  # closed between frames: end here (never leave the task group with it)
+        finally:
+            group.cancel_scope.cancel()

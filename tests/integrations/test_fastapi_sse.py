@@ -12,6 +12,8 @@ import httpx
 import uvicorn
 
 from runkon import FlowEngine, Store
+from runkon.integrations import RunkonApi
+from runkon.integrations._service import sse_stream
 from runkon.integrations.fastapi import EventStreamResponse, create_app
 
 from ._support import ALICE, AUTH, WORKFLOWS, Recorder, serving, sse_frames, wait_until
@@ -137,3 +139,19 @@ async def test_open_streams_end_cleanly_when_the_server_shuts_them(store: Store)
                 # the response ended normally: no error, no `end` frame (the run goes on)
                 assert "event: end" not in text
         assert EventStreamResponse.close_all() == 0
+
+
+async def test_an_event_stream_closed_between_frames_ends_without_an_error(store: Store) -> None:
+    """A consumer that stops reading (its send failed) closes the frames generator between
+    two frames: it must end quietly, not raise an exception group of GeneratorExit over
+    the consumer's own error."""
+    async with serving(store) as h:
+        run_id = await h.start("ship", {"ticket": "T-11"})
+        events = await RunkonApi(h.engine, AUTH).open_events(ALICE, run_id, None)
+        with anyio.fail_after(10):
+            frames = sse_stream(events, keepalive=60)
+            seen = [await anext(frames)]
+            while "event: gate_waiting" not in seen[-1]:
+                seen.append(await anext(frames))
+            await frames.aclose()
+        assert seen[0].startswith("id: 1\nevent: run_started\n")
