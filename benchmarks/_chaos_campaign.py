@@ -221,7 +221,7 @@ def random_plan(seed: int, index: int) -> TrialPlan:
         elif how == "events":
             kills.append(Kill("events", rng.randint(1, 60)))
         elif how == "time":
-            kills.append(Kill("time", delay=rng.uniform(1.0, 5.0)))
+            kills.append(Kill("time", delay=rng.uniform(0.0, 5.0)))
         else:
             step = rng.choice(CALLS)
             kills.append(Kill("step", 1, rng.uniform(0, 0.1), step=step))

@@ -10,7 +10,8 @@ step ran twice, every run (children included) ended, each run's events have no g
 ``PRAGMA integrity_check`` is ok (``benchmarks/_chaos_campaign.py`` has the details).
 
 The random trials' seed is printed when one fails; ``RUNKON_CHAOS_SEED=S`` reruns them,
-``RUNKON_CHAOS_TRIALS=N`` sets how many run (default 4).
+``RUNKON_CHAOS_TRIALS=N`` sets how many run (default 4). The tests carry the marker
+``chaos`` (``-m "not chaos"`` leaves them out); they take ~1-2 minutes on two cores.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ async def test_a_random_trial_keeps_every_invariant(
 ) -> None:
     result = await run_trial(random_plan(SEED, index), tmp_path / "trial", *programs, workers)
     assert result.ok, (
-        f"{result.report()}\nreproduce: RUNKON_CHAOS_SEED={SEED} pytest tests/chaos "
-        f"-k 'random_trial and [{index}]', or: python -m benchmarks.chaos --seed {SEED} "
-        f"--first {index} --trials 1"
+        f"{result.report()}\nreproduce: RUNKON_CHAOS_SEED={SEED} pytest "
+        f"'tests/chaos/test_chaos.py::test_a_random_trial_keeps_every_invariant[{index}]', "
+        f"or: python -m benchmarks.chaos --seed {SEED} --first {index} --trials 1"
     )
     assert result.kills >= 1 or result.runs > 0, result.report()
