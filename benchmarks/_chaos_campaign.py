@@ -168,7 +168,8 @@ class Kill:
     ``how``:
     - ``lines``: once the log has ``amount`` more lines than when the worker started;
     - ``events``: once the database has ``amount`` more events than then;
-    - ``time``: ``delay`` seconds after the worker started;
+    - ``time``: ``delay`` seconds after the worker got its order (from 0: while it
+      opens the store, migrates a new file, creates or claims the run);
     - ``step``: once step ``step`` has started ``amount`` more times (in the log);
     - ``gate``: once the approval gate waits.
 
@@ -317,6 +318,7 @@ class Figures:
     errors: int = 0
     failed_trials: int = 0
     executions: int = 0
+    lease_losses: int = 0
     duration: float = 0.0
 
     def add(self, result: TrialResult) -> None:
@@ -329,6 +331,7 @@ class Figures:
         self.errors += len(result.errors)
         self.failed_trials += not result.ok
         self.executions += result.executions
+        self.lease_losses += result.lease_losses
         self.duration += result.duration
 
     def summary(self) -> str:
@@ -336,7 +339,8 @@ class Figures:
             f"trials {self.trials}, kills {self.kills}, duplicates {self.duplicates}, "
             f"stuck {self.stuck}, event gaps {self.gaps}, integrity failures "
             f"{self.integrity_failures}, errors {self.errors}, failed trials "
-            f"{self.failed_trials}, step executions {self.executions}, "
+            f"{self.failed_trials}, step executions {self.executions}, lease losses "
+            f"{self.lease_losses}, "
             f"duration {self.duration:.0f}s"
         )
 
