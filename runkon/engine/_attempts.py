@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from runkon.dsl import AgentRef, OnFail
-from runkon.engine._capture import capturing
+from runkon.engine._capture import CaptureScope
 from runkon.engine._state import RunState, event, extras_of
 from runkon.errors import StoreError
 from runkon.persistence import CapturedOutput, StepRecord, StepRole, StepStatus, StepUpdate
@@ -152,7 +152,7 @@ async def run_attempts(
                 ],
             )
         began = time.monotonic()
-        with capturing(state.services.output_tail_bytes) as capture:
+        with CaptureScope(state.services.output_tail_bytes) as capture:
             try:
                 outcome = await attempt_fn(step, attempt, retry_error)
             except anyio.get_cancelled_exc_class():

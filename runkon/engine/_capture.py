@@ -1,7 +1,7 @@
 """What a step's programs write: a bounded tail of stdout and stderr, kept per attempt.
 
 The attempt loop opens a capture around each attempt of a ``call`` or ``script`` step
-(:func:`capturing`); :func:`~runkon.engine.run_program` feeds every program it runs
+(:class:`CaptureScope`); :func:`~runkon.engine.run_program` feeds every program it runs
 inside that attempt into it, chunk by chunk, so a script's output and that of an
 executor running programs through ``run_program`` (the CLI's actions directory) are
 kept alike. Only the END of each stream is held, never more than the bound in memory;
@@ -10,13 +10,11 @@ the bytes cut from the start are counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from runkon.persistence import CapturedOutput
 
-__all__ = ["DEFAULT_OUTPUT_TAIL_BYTES", "OutputCapture", "TailBuffer", "capturing"]
+__all__ = ["DEFAULT_OUTPUT_TAIL_BYTES", "CaptureScope", "OutputCapture", "TailBuffer"]
 
 DEFAULT_OUTPUT_TAIL_BYTES = 64 * 1024
 """Bytes kept of each stream of a step attempt, unless ``FlowEngine(output_tail_bytes=)``."""
@@ -64,40 +62,54 @@ class TailBuffer:
 
 
 class OutputCapture:
-    """The stdout and stderr tails of one step attempt."""
+    """The stdout and stderr tails of one step attempt (buffers made when a program runs:
+    most attempts run none)."""
 
-    __slots__ = ("ran", "stderr", "stdout")
+    __slots__ = ("_stderr", "_stdout", "limit")
 
     def __init__(self, limit: int) -> None:
-        self.stdout = TailBuffer(limit)
-        self.stderr = TailBuffer(limit)
-        self.ran = False
-        """A program ran in this attempt (its output, even if empty, is worth storing)."""
+        self.limit = limit
+        self._stdout: TailBuffer | None = None
+        self._stderr: TailBuffer | None = None
+
+    def streams(self) -> tuple[TailBuffer, TailBuffer]:
+        """The stdout and stderr buffers, made on first use (a program runs)."""
+        if self._stdout is None or self._stderr is None:
+            self._stdout = TailBuffer(self.limit)
+            self._stderr = TailBuffer(self.limit)
+        return self._stdout, self._stderr
 
     def result(self) -> CapturedOutput | None:
         """What to store with the step: None when no program ran."""
-        if not self.ran:
+        if self._stdout is None or self._stderr is None:
             return None
-        stdout, stdout_dropped = self.stdout.text()
-        stderr, stderr_dropped = self.stderr.text()
+        stdout, stdout_dropped = self._stdout.text()
+        stderr, stderr_dropped = self._stderr.text()
         return CapturedOutput(stdout, stderr, stdout_dropped, stderr_dropped)
 
 
-@contextmanager
-def capturing(limit: int) -> Iterator[OutputCapture | None]:
+class CaptureScope:
     """Capture what programs run in this block (and the tasks it starts) write.
 
-    Yields None, and captures nothing, when ``limit`` is 0.
+    ``with CaptureScope(limit) as capture:`` gives the attempt's :class:`OutputCapture`,
+    or None (capturing nothing) when ``limit`` is 0. A class rather than a generator
+    context manager: it wraps every step attempt, so it is kept cheap.
     """
-    if limit <= 0:
-        yield None
-        return
-    capture = OutputCapture(limit)
-    token = _CURRENT.set(capture)
-    try:
-        yield capture
-    finally:
-        _CURRENT.reset(token)
+
+    __slots__ = ("_capture", "_token")
+
+    def __init__(self, limit: int) -> None:
+        self._capture = OutputCapture(limit) if limit > 0 else None
+        self._token: Token[OutputCapture | None] | None = None
+
+    def __enter__(self) -> OutputCapture | None:
+        if self._capture is not None:
+            self._token = _CURRENT.set(self._capture)
+        return self._capture
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
 
 
 def current_capture() -> OutputCapture | None:

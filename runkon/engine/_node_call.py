@@ -105,7 +105,7 @@ async def run_call(
         return await _attempt(state, spec, step, attempt, retry_error, iteration, extra_inputs)
 
     def inputs() -> dict[str, str]:
-        values = state.vars.snapshot().computed()
+        values = state.vars.current()
         return recorded_inputs({**values, **extra_inputs} if extra_inputs else values)
 
     return await run_attempts(

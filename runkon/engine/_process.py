@@ -119,8 +119,6 @@ async def run_program(
     stdout = TailBuffer(STDOUT_LIMIT)
     stderr = TailBuffer(STDERR_LIMIT)
     capture = current_capture()
-    if capture is not None:
-        capture.ran = True
     try:
         with anyio.move_on_after(math.inf if timeout is None else timeout) as deadline:
             await _communicate(process, stdout, stderr, capture)
@@ -183,8 +181,11 @@ async def _communicate(
     assert process.stdout is not None
     assert process.stderr is not None
     done = [anyio.Event(), anyio.Event()]
-    stdout_sinks = [stdout] if capture is None else [stdout, capture.stdout]
-    stderr_sinks = [stderr] if capture is None else [stderr, capture.stderr]
+    stdout_sinks, stderr_sinks = [stdout], [stderr]
+    if capture is not None:
+        kept_stdout, kept_stderr = capture.streams()
+        stdout_sinks.append(kept_stdout)
+        stderr_sinks.append(kept_stderr)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_drain, process.stdout, stdout_sinks, done[0])
         tg.start_soon(_drain, process.stderr, stderr_sinks, done[1])

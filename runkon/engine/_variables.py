@@ -16,6 +16,7 @@ re-parsed per step, and ``prior_contexts`` is built only when someone reads it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -108,10 +109,6 @@ class VariableMap(Mapping[str, str]):
     def __repr__(self) -> str:
         return f"VariableMap({dict(self)!r})"
 
-    def computed(self) -> Mapping[str, str]:
-        """The values held now, without computing the lazy ones (``prior_contexts``)."""
-        return self._values
-
     def with_values(self, extra: Mapping[str, str]) -> VariableMap:
         """A copy with ``extra`` added (overriding)."""
         return VariableMap({**self._values, **extra}, self._lazy)
@@ -158,6 +155,10 @@ class RunVariables:
     def set(self, key: str, value: str) -> None:
         self._values[key] = value
 
+    def current(self) -> Mapping[str, str]:
+        """The values held now, without the lazy ``prior_contexts`` (read-only: no copy)."""
+        return self._values
+
     def get(self, key: str) -> str | None:
         return self._values.get(key)
 
@@ -191,25 +192,32 @@ def recorded_inputs(values: Mapping[str, str]) -> dict[str, str]:
     variables, and step records are shown to everyone who may read the run. Values
     longer than ``RECORDED_VALUE_CHARS`` are cut (``… (N more characters)``); once
     ``RECORDED_TOTAL_CHARS`` are kept, the remaining names are counted under the key
-    ``…`` instead. Names are kept in sorted order.
+    ``…`` instead. Names keep the map's order (the run's inputs first).
     """
     kept: dict[str, str] = {}
     total = 0
-    names = sorted(values)
-    for index, name in enumerate(names):
-        value = values[name]
-        upper = name.upper()
-        if any(word in upper for word in SECRET_NAME_WORDS):
+    secret = _secret_name
+    for index, (name, value) in enumerate(values.items()):
+        if secret(name):
             value = REDACTED
         elif len(value) > RECORDED_VALUE_CHARS:
             cut = len(value) - RECORDED_VALUE_CHARS
             value = f"{value[:RECORDED_VALUE_CHARS]}… ({cut} more characters)"
-        if total + len(value) > RECORDED_TOTAL_CHARS:
-            kept[MORE_KEY] = f"{len(names) - index} more variables not kept"
+        total += len(value)
+        if total > RECORDED_TOTAL_CHARS:
+            kept[MORE_KEY] = f"{len(values) - index} more variables not kept"
             break
         kept[name] = value
-        total += len(value)
     return kept
+
+
+_SECRET_NAME_RE = re.compile("|".join(SECRET_NAME_WORDS), re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    """Whether ``name`` looks like it holds a credential (cached: names repeat per step)."""
+    return _SECRET_NAME_RE.search(name) is not None
 
 
 def placeholders(*templates: str) -> list[str]:
