@@ -1,13 +1,16 @@
 """What every ``runkon`` command shares: exit codes, user errors, opening the database,
-finding runs, and plain-text formatting (times, durations, tables)."""
+finding runs, the command to suggest, and plain-text formatting (times, durations);
+tables are drawn by ``runkon.cli._table``."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import os
+import shlex
+import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import Any
 import anyio
 
 import runkon
+from runkon.cli._table import Column as Column  # re-exported for the commands
+from runkon.cli._table import print_table as print_table
 from runkon.errors import SchemaVersionError, StoreBackendError
 
 EXIT_OK = 0
@@ -96,6 +101,38 @@ def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None
     return exc
 
 
+# --------------------------------------------------------------------------- the command
+
+
+def program() -> str:
+    """How the user ran ``runkon``, for the commands printed for them to paste.
+
+    ``runkon`` when that is the command on PATH; the path as typed when it is not (e.g.
+    ``.venv/bin/runkon``); ``python -m runkon.cli`` (the interpreter as typed) when run as
+    a module; ``runkon`` when neither can be told (``main()`` called from Python).
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    started = Path(argv0)
+    if started.name == "__main__.py" and started.parent.parts[-2:] == ("runkon", "cli"):
+        typed = sys.orig_argv[0] if sys.orig_argv else sys.executable
+        return f"{_as_typed(typed)} -m runkon.cli"
+    if started.stem == "runkon":  # the console script
+        return _as_typed(argv0)
+    return "runkon"
+
+
+def _as_typed(path: str) -> str:
+    """``path``'s bare name when PATH finds that name at ``path``, else ``path`` (quoted
+    for the shell)."""
+    name = os.path.basename(path)
+    if name == path:
+        return shlex.quote(name)
+    found = shutil.which(name)
+    if found is not None and os.path.abspath(found) == os.path.abspath(path):
+        return shlex.quote(name)
+    return shlex.quote(path)
+
+
 # --------------------------------------------------------------------------- arguments
 
 
@@ -173,6 +210,7 @@ async def open_engine(
 
 
 MIN_PREFIX = 6  # characters of a run id that name the run
+RUN_ID_KEEP = 11  # a run id cut to fit a narrow terminal keeps 10 characters and "…"
 
 
 async def find_run(store: runkon.Store, run_id: str) -> runkon.persistence.RunRecord:
@@ -256,22 +294,3 @@ def shorten(text: str | None, width: int) -> str:
         return ""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: max(width - 3, 1)] + "..."
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """Rows aligned in columns under upper-case headers (no trailing spaces)."""
-    body = [list(row) for row in rows]
-    widths = [len(h) for h in headers]
-    for row in body:
-        for index, cell in enumerate(row):
-            widths[index] = max(widths[index], len(cell))
-    lines = []
-    for row in [list(headers), *body]:
-        cells = [cell.ljust(widths[index]) for index, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    for line in table(headers, rows):
-        say(line)

@@ -23,6 +23,7 @@ from runkon.cli._common import (
     find_run,
     local_time,
     open_engine,
+    program,
     say,
     warn,
 )
@@ -128,7 +129,7 @@ async def _only_waiting_gate(engine: runkon.FlowEngine, run: RunRecord, db: str)
     names = ", ".join(gate.gate_name for gate in waiting)
     raise CliError(
         f"run {run.id} has {len(waiting)} gates waiting ({names}); name one: "
-        f"runkon approve {run.id} GATE{db_option(db)}",
+        f"{program()} approve {run.id} GATE{db_option(db)}",
         EXIT_USAGE,
     )
 
@@ -169,5 +170,7 @@ async def _what_next(engine: runkon.FlowEngine, run_id: str, db: str, approve: b
     if run.is_terminal:
         return f"the run is {run.status}"
     if run.owner_token is None or lease_until is None or lease_until < datetime.now(UTC):
-        return f"no process runs it now: continue it with `runkon resume {run_id}{db_option(db)}`"
+        return (
+            f"no process runs it now: continue it with `{program()} resume {run_id}{db_option(db)}`"
+        )
     return "the run goes on" if approve else "the gate's step fails, and the run with it"

@@ -22,6 +22,7 @@ from runkon.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     duration,
+    program,
     say,
     shorten,
     warn,
@@ -75,7 +76,7 @@ async def drive(
     if waiting_scope.cancelled_caught:
         warn(
             f"interrupted: run {run_id} is stopped but not cancelled; continue it with "
-            f"`runkon resume {run_id}{db_option(db)}`"
+            f"`{program()} resume {run_id}{db_option(db)}`"
         )
         return EXIT_INTERRUPTED
     if error is not None:
@@ -86,7 +87,7 @@ async def drive(
         _print_result(result)
     if result.succeeded:
         return EXIT_OK
-    say(f"see its steps: runkon show {run_id}{db_option(db)}")
+    say(f"see its steps: {program()} show {run_id}{db_option(db)}")
     return EXIT_FAILED
 
 

@@ -8,14 +8,16 @@ from typing import Any
 
 from runkon.cli._common import (
     EXIT_OK,
+    RUN_ID_KEEP,
+    Column,
     add_db_argument,
     execute,
     find_run,
     local_time,
     open_store,
     print_table,
+    program,
     say,
-    shorten,
     time_left,
     warn,
 )
@@ -57,14 +59,23 @@ async def list_gates(args: argparse.Namespace) -> int:
         warn("no gate is waiting")
         return EXIT_OK
     print_table(
-        ["run", "workflow", "gate", "type", "prompt", "options", "deadline", "approvals"],
+        [
+            Column("run", keep=RUN_ID_KEEP),
+            Column("workflow", shrink=True),
+            Column("gate", shrink=True),
+            "type",
+            Column("prompt", shrink=True, limit=PROMPT_WIDTH),
+            Column("options", shrink=True),
+            "deadline",
+            "approvals",
+        ],
         (
             [
                 gate.run_id,
                 gate.workflow_name,
                 gate.gate_name,
                 gate.gate_type,
-                shorten(gate.prompt, PROMPT_WIDTH),
+                gate.prompt or "",
                 ",".join(option.value for option in gate.options),
                 _deadline(gate),
                 f"{gate.approvals}/{gate.min_approvals}",
@@ -73,9 +84,10 @@ async def list_gates(args: argparse.Namespace) -> int:
         ),
     )
     say()
+    runkon, db = program(), db_option(args.db)
     say(
-        f"decide: runkon approve RUN GATE{db_option(args.db)} [--select OPTION] [--feedback TEXT]"
-        f"  |  runkon reject RUN GATE{db_option(args.db)} [--feedback TEXT]"
+        f"decide: {runkon} approve RUN GATE{db} [--select OPTION] [--feedback TEXT]"
+        f"  |  {runkon} reject RUN GATE{db} [--feedback TEXT]"
     )
     return EXIT_OK
 

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import runkon
-from runkon.cli._common import DEFAULT_DB, clock, duration, local_time, shorten, time_left
+from runkon.cli._common import (
+    DEFAULT_DB,
+    clock,
+    duration,
+    local_time,
+    program,
+    shorten,
+    time_left,
+)
 from runkon.events import (
     CancellationRequested,
     EventsDropped,
@@ -151,7 +159,8 @@ def gate_hint(
     approvals: int = 0,
     indent: str = "",
 ) -> list[str]:
-    """How to decide a waiting gate from another terminal, as lines to print."""
+    """How to decide a waiting gate from another terminal, as lines to print (the
+    commands as the user ran runkon: see :func:`~runkon.cli._common.program`)."""
     target = f"{run_id} {shlex.quote(gate_name)}{db_option(db)}"
     select = f" [--select {'|'.join(options)}]" if options else ""
     lines = []
@@ -164,6 +173,7 @@ def gate_hint(
         details.append(f"deadline: {local_time(deadline_at)} ({time_left(deadline_at)})")
     if details:
         lines.append(f"{indent}{'; '.join(details)}")
-    lines.append(f"{indent}approve: runkon approve {target}{select} [--feedback TEXT]")
-    lines.append(f"{indent}reject:  runkon reject {target} [--feedback TEXT]")
+    runkon = program()
+    lines.append(f"{indent}approve: {runkon} approve {target}{select} [--feedback TEXT]")
+    lines.append(f"{indent}reject:  {runkon} reject {target} [--feedback TEXT]")
     return lines

@@ -9,6 +9,8 @@ from typing import Any
 import runkon
 from runkon.cli._common import (
     EXIT_OK,
+    RUN_ID_KEEP,
+    Column,
     add_db_argument,
     between,
     execute,
@@ -83,7 +85,14 @@ async def list_runs(args: argparse.Namespace) -> int:
         warn("no runs" + (" match" if args.status or args.workflow else " yet"))
         return EXIT_OK
     print_table(
-        ["id", "workflow", "status", "started", "duration", "blocked on"],
+        [
+            Column("id", keep=RUN_ID_KEEP),
+            Column("workflow", shrink=True),
+            Column("status", status=True),
+            "started",
+            "duration",
+            Column("blocked on", shrink=True),
+        ],
         (
             [
                 run.id,

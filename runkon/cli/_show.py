@@ -8,6 +8,7 @@ from typing import Any
 
 from runkon.cli._common import (
     EXIT_OK,
+    Column,
     add_db_argument,
     between,
     execute,
@@ -20,6 +21,7 @@ from runkon.cli._common import (
 )
 from runkon.cli._runs import blocked_on, run_as_json
 from runkon.cli._steps import attempts_by_step, printable, step_json
+from runkon.cli._table import print_fields
 from runkon.persistence import (
     CapturedOutput,
     GateDecision,
@@ -78,7 +80,17 @@ async def show(args: argparse.Namespace) -> int:
         say("no steps yet")
         return EXIT_OK
     print_table(
-        ["#", "step", "kind", "status", "iter", "retries", "duration", "markers", "note"],
+        [
+            "#",
+            Column("step", shrink=True),
+            "kind",
+            Column("status", status=True),
+            "iter",
+            "retries",
+            "duration",
+            Column("markers", shrink=True),
+            Column("note", shrink=True, limit=NOTE_WIDTH),
+        ],
         (_row(index, step, gates.get(step.id)) for index, step in enumerate(steps, 1)),
     )
     _print_details(run.id, steps, attempts, outputs)
@@ -189,9 +201,7 @@ def _print_header(run: RunRecord) -> None:
         fields.append(("cancel", f"requested{by}{reason}"))
     if run.error:
         fields.append(("error", shorten(run.error, 200)))
-    width = max(len(name) for name, _ in fields)
-    for name, value in fields:
-        say(f"{name.ljust(width)}  {value}")
+    print_fields(fields)
 
 
 def _row(index: int, step: StepRecord, gate: GateRecord | None) -> list[str]:
@@ -210,7 +220,7 @@ def _row(index: int, step: StepRecord, gate: GateRecord | None) -> list[str]:
         str(step.retry_count),
         between(step.started_at, step.ended_at) if step.started_at else "-",
         ",".join(step.markers_out),
-        shorten(_note(step, gate), NOTE_WIDTH),
+        _note(step, gate),
     ]
 
 

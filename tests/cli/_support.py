@@ -9,9 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 WAIT = 15.0  # generous bound for anything to show up on a loaded 2-core machine
+PYTHON_M = r"\S+ -m runkon\.cli"
+"""How the printed hints name the command these tests run (``python -m runkon.cli``, the
+interpreter as the tests start it), as a regular expression."""
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -21,11 +25,15 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def runkon(
-    *args: str, cwd: Path, timeout: float = 60, **env: str
+    *args: str,
+    cwd: Path,
+    timeout: float = 60,
+    command: Sequence[str] = (sys.executable, "-m", "runkon.cli"),
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """``runkon ARGS`` run to its end."""
+    """``runkon ARGS`` run to its end (``command`` is how runkon is started)."""
     return subprocess.run(
-        [sys.executable, "-m", "runkon.cli", *args],
+        [*command, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -38,9 +46,15 @@ def runkon(
 class Background:
     """``runkon ARGS`` running in the background; its output is read as it comes."""
 
-    def __init__(self, *args: str, cwd: Path, **env: str) -> None:
+    def __init__(
+        self,
+        *args: str,
+        cwd: Path,
+        command: Sequence[str] = (sys.executable, "-m", "runkon.cli"),
+        **env: str,
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "runkon.cli", *args],
+            [*command, *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

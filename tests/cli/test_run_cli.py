@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ._support import Background, flow_output, runkon, write_actions
+from ._support import PYTHON_M, Background, flow_output, runkon, write_actions
 
 SHIP = """workflow ship {
   inputs { ticket required }
@@ -65,7 +65,7 @@ def test_approve_from_another_process_finishes_the_waiting_run(
     ship(tmp_path, min_approvals=2)
     run, run_id = start_waiting(tmp_path, background)
     run.wait_for(
-        rf"approve: runkon approve {run_id} approve-ship --db runs.db \[--select ship\|hold\]"
+        rf"approve: {PYTHON_M} approve {run_id} approve-ship --db runs.db \[--select ship\|hold\]"
     )
     assert "step 'check-a' completed" in run.stdout
     assert "[clean]" in run.stdout  # the FLOW_OUTPUT marker of actions/check-a.sh
@@ -162,7 +162,7 @@ def test_reject_fails_the_run_and_events_follow_ends_with_it(
     assert f"rejected gate 'approve-ship' of run {run_id} (by tester)" in rejected.stdout
     assert run.wait(timeout=FINISH_BOUND) == 1
     assert "gate 'approve-ship' rejected by tester: not today" in run.stdout
-    assert f"see its steps: runkon show {run_id} --db runs.db" in run.stdout
+    assert re.search(rf"see its steps: {PYTHON_M} show {run_id} --db runs.db", run.stdout)
     assert not (tmp_path / "deployed.txt").exists()
 
     assert follow.wait(timeout=FINISH_BOUND) == 0  # --follow ends when the run does
@@ -217,7 +217,7 @@ def test_ctrl_c_leaves_the_run_resumable(tmp_path: Path, background: list[Backgr
     run, run_id = start_waiting(tmp_path, background)
     run.signal(signal.SIGINT)
     assert run.wait() == 130
-    assert f"`runkon resume {run_id} --db runs.db`" in run.stderr
+    assert re.search(rf"`{PYTHON_M} resume {run_id} --db runs.db`", run.stderr)
     assert "Traceback" not in run.stderr
     listed = runkon("runs", "--db", "runs.db", cwd=tmp_path)  # no process drives it now
     assert re.search(rf"^{run_id}\s+ship\s+stalled\s.*gate approve-ship", listed.stdout, re.M)
@@ -230,7 +230,7 @@ def test_ctrl_c_leaves_the_run_resumable(tmp_path: Path, background: list[Backgr
     background.append(resumed)
     resumed.wait_for(rf"^run {run_id} resumed")
     resumed.wait_for(
-        r"approve: runkon approve .* approve-ship --db runs.db"
+        rf"approve: {PYTHON_M} approve .* approve-ship --db runs.db"
     )  # the gate still waits
     approved = runkon("approve", run_id, "--select", "ship", "--db", "runs.db", cwd=tmp_path)
     assert approved.returncode == 0, approved.stderr
@@ -278,7 +278,7 @@ def test_resume_without_the_runs_executors_refuses_and_leaves_it_resumable(
 
     resumed = Background("resume", run_id, "--db", "runs.db", cwd=tmp_path)  # its own acts/
     background.append(resumed)
-    resumed.wait_for(r"approve: runkon approve .* approve-ship --db runs.db")
+    resumed.wait_for(rf"approve: {PYTHON_M} approve .* approve-ship --db runs.db")
     approved = runkon("approve", run_id, "--select", "ship", "--db", "runs.db", cwd=tmp_path)
     assert approved.returncode == 0, approved.stderr
     assert resumed.wait(timeout=FINISH_BOUND) == 0, resumed.stderr
