@@ -32,9 +32,9 @@ from runkon.persistence import GateReceipt, ReceiptOutcome, RunRecord
 
 EPILOG = """\
 Exit status: 0 the decision was accepted (or, for a gate that needs several approvers,
-recorded), 1 it was refused (the gate was already decided, or is not waiting), 2 usage
-error (unknown run or gate, an option the gate does not offer, several gates waiting
-and no GATE given)."""
+recorded, or already recorded for this approver), 1 it was refused (the gate was already
+decided, is not waiting, or its deadline has passed), 2 usage error (unknown run or gate,
+an option the gate does not offer, several gates waiting and no GATE given)."""
 
 
 def add_parsers(commands: Any) -> None:
@@ -149,6 +149,20 @@ def _print_receipt(
                 f"{receipt.approvals}/{receipt.approvals_needed}; it waits for {missing} more"
             )
             return EXIT_OK
+        case ReceiptOutcome.ALREADY_APPROVED:
+            missing = receipt.approvals_needed - receipt.approvals
+            say(
+                f"{by} had already approved {what}; nothing changed: "
+                f"{receipt.approvals}/{receipt.approvals_needed}; it waits for {missing} more"
+            )
+            return EXIT_OK
+        case ReceiptOutcome.DEADLINE_PASSED:
+            warn(
+                f"runkon: {what} timed out: its deadline passed at "
+                f"{local_time(receipt.deadline_at)}; the decision was refused and nothing "
+                "changed (the gate times out when its run goes on)"
+            )
+            return EXIT_FAILED
         case ReceiptOutcome.ALREADY_RESOLVED:
             decision = str(receipt.decision) if receipt.decision else "decided"
             who = f" by {receipt.decided_by}" if receipt.decided_by else ""

@@ -958,12 +958,16 @@ class FlowEngine:
 
         ``feedback`` reaches later steps as ``{{gate_feedback}}`` (a ``human_review``'s
         answer); ``selections`` must be among the gate's options. With
-        ``min_approvals = N`` the gate passes at the N-th distinct approver. The decision
-        wakes the waiting run at once, in this process or another.
+        ``min_approvals = N`` the gate passes at the N-th distinct approver, with the
+        union of all approvers' selections (in approval order, each value once). The
+        decision wakes the waiting run at once, in this process or another. After the
+        gate's deadline the decision is refused (the gate times out instead).
 
         Returns:
             The store's receipt: accepted, approval_recorded (quorum not yet met),
-            already_resolved (by whom, when), not_waiting or unknown.
+            already_approved (this approver counted before; nothing changed),
+            already_resolved (by whom, when), not_waiting, deadline_passed (with the
+            deadline) or unknown.
 
         Raises:
             UnknownGateError: the run has no gate of that name.

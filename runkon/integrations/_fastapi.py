@@ -176,7 +176,9 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _doc("Unknown run or gate")}
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: _doc("The gate is already decided or not waiting (the receipt in detail)")
+    409: _doc(
+        "The gate is already decided, not waiting, or its deadline passed (the receipt in detail)"
+    )
 }
 
 # Documented in OpenAPI; authentication itself is the Authorizer's job.

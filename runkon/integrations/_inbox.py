@@ -223,6 +223,11 @@ async def decide(
 
 
 def _receipt_text(receipt: ReceiptOut, action: str, gate: str) -> str:
+    if receipt.outcome == "already_approved":
+        return (
+            f"Your approval of gate {gate} of run {receipt.run_id} was already recorded; "
+            f"nothing changed: {receipt.approvals}/{receipt.approvals_needed} approvals so far."
+        )
     if receipt.outcome == "approval_recorded":
         return (
             f"Approval recorded for gate {gate} of run {receipt.run_id}: "
@@ -238,6 +243,9 @@ def _error_text(exc: ApiError, gate: str) -> str:
         who = f" by {detail['decided_by']}" if detail.get("decided_by") else ""
         decision = detail.get("decision") or "decided"
         return f"Gate {gate} was already {decision}{who}; nothing changed."
+    if exc.error == "deadline_passed":
+        when = f" at {detail['deadline_at']}" if detail.get("deadline_at") else ""
+        return f"Gate {gate} timed out: its deadline passed{when}; nothing changed."
     if exc.error == "invalid_selection" and detail.get("allowed"):
         allowed = ", ".join(detail["allowed"])
         return f"Invalid selection: {exc.message} (choose among: {allowed}); nothing changed."

@@ -344,7 +344,9 @@ class GateOut(_Model):
 
 class ReceiptOut(_Model):
     """The answer to a decision: ``accepted``, ``approval_recorded`` (quorum not met yet),
-    ``already_resolved`` (with by whom and when) or ``not_waiting``."""
+    ``already_approved`` (this approver's approval was recorded before; nothing changed),
+    ``already_resolved`` (with by whom and when), ``not_waiting`` or ``deadline_passed``
+    (refused: the gate's deadline, ``deadline_at``, had passed)."""
 
     outcome: str
     step_id: str
@@ -354,6 +356,7 @@ class ReceiptOut(_Model):
     decided_at: datetime | None
     approvals: int
     approvals_needed: int
+    deadline_at: datetime | None = None
 
     @classmethod
     def of(cls, receipt: GateReceipt) -> ReceiptOut:
@@ -366,6 +369,7 @@ class ReceiptOut(_Model):
             decided_at=receipt.decided_at,
             approvals=receipt.approvals,
             approvals_needed=receipt.approvals_needed,
+            deadline_at=receipt.deadline_at,
         )
 
 

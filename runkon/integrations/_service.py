@@ -475,6 +475,15 @@ def _receipt(receipt: GateReceipt) -> ReceiptOut:
             else "gate is not waiting for a decision; nothing changed"
         )
         raise ApiError(409, str(receipt.outcome), message, out.model_dump(mode="json"))
+    if receipt.outcome is ReceiptOutcome.DEADLINE_PASSED:
+        deadline = "" if receipt.deadline_at is None else f" at {receipt.deadline_at.isoformat()}"
+        raise ApiError(
+            409,
+            str(receipt.outcome),
+            f"gate timed out: its deadline passed{deadline}; the decision was refused and "
+            "nothing changed (the gate times out when its run goes on)",
+            out.model_dump(mode="json"),
+        )
     if receipt.outcome is ReceiptOutcome.UNKNOWN:
         raise ApiError(404, "unknown_gate", f"no gate step {receipt.step_id!r}")
     return out

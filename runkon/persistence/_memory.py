@@ -619,18 +619,28 @@ class InMemoryStore:
         if receipt is not None:
             return receipt
         step, gate = self._steps[step_id], self._gates[step_id]
-        chosen = rules.check_selections(step_id, gate.options, selections)
         now = utc_now()
+        late = self._receipt_if_late(step, gate, now)
+        if late is not None:
+            return late
+        chosen = rules.check_selections(step_id, gate.options, selections)
+        if by in gate.approvals and not decisive:
+            return GateReceipt(
+                ReceiptOutcome.ALREADY_APPROVED,
+                step_id,
+                run_id=step.run_id,
+                approvals=len(gate.approvals),
+                approvals_needed=gate.min_approvals,
+            )
         approvals = dict(gate.approvals)
         approvals.setdefault(by, GateApproval(by, now, feedback, chosen))
         if len(approvals) < gate.min_approvals and not decisive:
-            if len(approvals) > len(gate.approvals):
-                event = rules.approval_recorded_event(
-                    step.step_name, step_id, by, len(approvals), gate.min_approvals
-                )
-                staged = self._stage_events(step.run_id, [event], now)
-                gate.approvals = approvals
-                self._commit(staged)
+            event = rules.approval_recorded_event(
+                step.step_name, step_id, by, len(approvals), gate.min_approvals
+            )
+            staged = self._stage_events(step.run_id, [event], now)
+            gate.approvals = approvals
+            self._commit(staged)
             return GateReceipt(
                 ReceiptOutcome.APPROVAL_RECORDED,
                 step_id,
@@ -638,7 +648,6 @@ class InMemoryStore:
                 approvals=len(approvals),
                 approvals_needed=gate.min_approvals,
             )
-        latest_selections = [a.selections for a in approvals.values() if a.selections is not None]
         return self._decide(
             step,
             gate,
@@ -646,8 +655,22 @@ class InMemoryStore:
             by,
             now,
             feedback=rules.join_feedback([a.feedback for a in approvals.values()]),
-            selections=latest_selections[-1] if latest_selections else None,
+            selections=rules.combined_selections([a.selections for a in approvals.values()]),
             approvals=approvals,
+        )
+
+    @staticmethod
+    def _receipt_if_late(step: StepRecord, gate: _GateState, now: datetime) -> GateReceipt | None:
+        """The ``deadline_passed`` receipt when the gate's deadline has come, else None."""
+        if not rules.deadline_passed(gate.deadline_at, now):
+            return None
+        return GateReceipt(
+            ReceiptOutcome.DEADLINE_PASSED,
+            step.id,
+            run_id=step.run_id,
+            approvals=len(gate.approvals),
+            approvals_needed=gate.min_approvals,
+            deadline_at=gate.deadline_at,
         )
 
     async def reject_gate(
@@ -659,7 +682,11 @@ class InMemoryStore:
         if receipt is not None:
             return receipt
         step, gate = self._steps[step_id], self._gates[step_id]
-        return self._decide(step, gate, GateDecision.REJECTED, by, utc_now(), feedback=feedback)
+        now = utc_now()
+        late = self._receipt_if_late(step, gate, now)
+        if late is not None:
+            return late
+        return self._decide(step, gate, GateDecision.REJECTED, by, now, feedback=feedback)
 
     async def time_out_gate(self, step_id: str, *, generation: int) -> GateReceipt:
         """Resolve the gate as timed out, fenced (one compare-and-set)."""

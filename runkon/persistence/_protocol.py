@@ -361,13 +361,20 @@ class Store(Protocol):
         ``decisive=True`` resolves it with this approval alone, whatever the quorum: for
         a ``GateResolver`` that has counted the approvals itself (e.g. PR reviews).
 
-        Each distinct approver counts once (approving twice is harmless). The approval
-        that reaches ``min_approvals`` resolves the gate by one compare-and-set
-        ``waiting`` -> ``completed``, together with a ``gate_resolved`` event and a
-        ``gate_decided`` notification; its run goes from ``waiting`` back to ``running``
-        if no other gate of the run still waits (a ``cancelling`` run stays so).
-        Earlier approvals answer ``approval_recorded`` and append a
-        ``gate_approval_recorded`` event.
+        Each distinct approver counts once: approving again answers
+        ``already_approved`` and changes nothing (the first approval, with its feedback
+        and selections, stands). The approval that reaches ``min_approvals`` resolves
+        the gate by one compare-and-set ``waiting`` -> ``completed``, together with a
+        ``gate_resolved`` event and a ``gate_decided`` notification; its run goes from
+        ``waiting`` back to ``running`` if no other gate of the run still waits (a
+        ``cancelling`` run stays so). Earlier approvals answer ``approval_recorded`` and
+        append a ``gate_approval_recorded`` event. The decided gate's ``selections``
+        combine all its approvers' selections (their union in approval order, each value
+        once) and its ``feedback`` joins theirs, one line each.
+
+        The gate's deadline is enforced here, on the store's clock: at or after it the
+        answer is ``deadline_passed`` (with the deadline) and nothing is written; the
+        gate is left for its run to time out (its ``on_timeout`` path).
 
         Raises:
             InvalidSelectionError: ``selections`` are not among the gate's options (or it
@@ -380,8 +387,8 @@ class Store(Protocol):
     ) -> GateReceipt:
         """Resolve the gate as rejected (``waiting`` -> ``failed``) in one compare-and-set.
 
-        Same transaction, event and notification rules as :meth:`approve_gate`; one
-        rejection decides, whatever the quorum.
+        Same transaction, event, notification and deadline rules as
+        :meth:`approve_gate`; one rejection decides, whatever the quorum.
         """
 
     async def time_out_gate(self, step_id: str, *, generation: int) -> GateReceipt:

@@ -193,6 +193,13 @@ class ReceiptOutcome(enum.StrEnum):
     """This call resolved the gate."""
     APPROVAL_RECORDED = "approval_recorded"
     """The approval was counted, but the gate needs more distinct approvers."""
+    ALREADY_APPROVED = "already_approved"
+    """This approver's approval was recorded before: nothing changed (the first
+    approval, with its feedback and selections, stands; it counts once)."""
+    DEADLINE_PASSED = "deadline_passed"
+    """The gate's deadline had passed: the decision was refused and nothing changed. The
+    gate times out (its ``on_timeout`` path) when its run goes on; the receipt's
+    ``deadline_at`` says when the deadline was."""
     ALREADY_RESOLVED = "already_resolved"
     """The gate was decided before; the receipt says how, by whom and when."""
     NOT_WAITING = "not_waiting"
@@ -604,8 +611,9 @@ class GateRecord:
     ``decided_at`` is the step's ``ended_at``. ``decided_by`` is ``None`` for a timeout
     and for a gate the engine finished itself with ``update_step``; for a cancelled gate
     it is who asked for the cancellation, if known. For a quorum gate ``feedback`` joins
-    the approvers' feedback, one line each, and ``selections`` are those of the latest
-    approval that made any.
+    the approvers' feedback, one line each, and ``selections`` combine every approver's
+    selections: their union in approval order, each value once (``None`` when no
+    approver selected anything).
     """
 
     step_id: str
@@ -661,6 +669,7 @@ class GateReceipt:
         decided_at: when it was decided.
         approvals: distinct approvals recorded so far.
         approvals_needed: the gate's ``min_approvals``.
+        deadline_at: for ``deadline_passed``, the deadline that had passed.
     """
 
     outcome: ReceiptOutcome
@@ -671,6 +680,7 @@ class GateReceipt:
     decided_at: datetime | None = None
     approvals: int = 0
     approvals_needed: int = 1
+    deadline_at: datetime | None = None
 
     @property
     def accepted(self) -> bool:

@@ -43,6 +43,8 @@ __all__ = [
     "check_run_not_finished",
     "check_run_transition",
     "check_selections",
+    "combined_selections",
+    "deadline_passed",
     "decision_for_status",
     "dump_json",
     "event_data",
@@ -307,6 +309,25 @@ def decision_for_status(status: StepStatus, markers: Sequence[str] = ()) -> Gate
 def markers_for_decision(decision: GateDecision) -> tuple[str, ...] | None:
     """The markers a store writes on a gate step it decides (None: leave them)."""
     return (CANCELLED_MARKER,) if decision is GateDecision.CANCELLED else None
+
+
+def combined_selections(selections: Sequence[Sequence[str] | None]) -> tuple[str, ...] | None:
+    """Every approver's selections combined, in approval order: their union, each value
+    once (``None`` when no approver selected anything).
+
+    A quorum gate keeps all its approvers' choices, not only the deciding one's: with
+    ``min_approvals = 2``, alice selecting ``ship`` and bob ``docs`` pass ``ship, docs``.
+    """
+    given = [chosen for chosen in selections if chosen is not None]
+    if not given:
+        return None
+    return tuple(dict.fromkeys(value for chosen in given for value in chosen))
+
+
+def deadline_passed(deadline_at: datetime | None, now: datetime) -> bool:
+    """True when a gate's deadline has come: a decision at or after it is refused (the
+    gate times out instead). ``now`` is the store's clock."""
+    return deadline_at is not None and now >= deadline_at
 
 
 def join_feedback(feedbacks: Sequence[str | None]) -> str | None:

@@ -1,7 +1,8 @@
 """The SQLite store's gate operations: open, decide (one compare-and-set), read, list.
 
 Each function is one transaction run whole on one connection (see :mod:`._sqlite_conn`).
-A decision checks the gate's state, validates selections, records approvals and, when
+A decision checks the gate's state and deadline, validates selections, records approvals
+(UNIQUE per approver: a repeat answers ``already_approved``) and, when
 the gate is decided, moves ``waiting`` to its decided status, the run back to
 ``running`` (only from ``waiting``), and appends its event and notification row — all in
 the caller's single ``BEGIN IMMEDIATE`` transaction.
@@ -175,6 +176,26 @@ def _undecidable(
     )
 
 
+def _receipt_if_late(
+    conn: sqlite3.Connection, gate: sqlite3.Row, now: datetime
+) -> GateReceipt | None:
+    """The ``deadline_passed`` receipt when the waiting gate's deadline has come."""
+    step_id: str = gate["id"]
+    deadline_at = rows.timestamp(
+        "workflow_run_steps", step_id, "gate_deadline_at", gate["gate_deadline_at"]
+    )
+    if not rules.deadline_passed(deadline_at, now):
+        return None
+    return GateReceipt(
+        ReceiptOutcome.DEADLINE_PASSED,
+        step_id,
+        run_id=gate["workflow_run_id"],
+        approvals=_approval_count(conn, step_id),
+        approvals_needed=gate["gate_min_approvals"],
+        deadline_at=deadline_at,
+    )
+
+
 def approve_gate(
     conn: sqlite3.Connection,
     origin: str,
@@ -193,6 +214,9 @@ def approve_gate(
         if receipt is not None:
             return Committed(receipt)
         assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
+        late = _receipt_if_late(conn, gate, now)
+        if late is not None:
+            return Committed(late)
         options = rows.parse_options(step_id, gate["gate_options"])
         chosen = rules.check_selections(step_id, options, selections)
         inserted = conn.execute(
@@ -209,13 +233,21 @@ def approve_gate(
         approvals = _approvals(conn, step_id)
         needed: int = gate["gate_min_approvals"]
         run_id: str = gate["workflow_run_id"]
+        if not inserted and not decisive:
+            # UNIQUE (step_id, approver): this approver's first approval stands
+            receipt = GateReceipt(
+                ReceiptOutcome.ALREADY_APPROVED,
+                step_id,
+                run_id=run_id,
+                approvals=len(approvals),
+                approvals_needed=needed,
+            )
+            return Committed(receipt)
         if len(approvals) < needed and not decisive:
-            stored = []
-            if inserted:
-                event = rules.approval_recorded_event(
-                    gate["step_name"], step_id, by, len(approvals), needed
-                )
-                stored = insert_events(conn, run_id, [event], now)
+            event = rules.approval_recorded_event(
+                gate["step_name"], step_id, by, len(approvals), needed
+            )
+            stored = insert_events(conn, run_id, [event], now)
             receipt = GateReceipt(
                 ReceiptOutcome.APPROVAL_RECORDED,
                 step_id,
@@ -224,7 +256,6 @@ def approve_gate(
                 approvals_needed=needed,
             )
             return Committed(receipt, stored)
-        latest = [a.selections for a in approvals if a.selections is not None]
         return _decide(
             conn,
             origin,
@@ -233,7 +264,7 @@ def approve_gate(
             by,
             now,
             feedback=rules.join_feedback([a.feedback for a in approvals]),
-            selections=latest[-1] if latest else None,
+            selections=rules.combined_selections([a.selections for a in approvals]),
             approvals=len(approvals),
         )
 
@@ -249,6 +280,9 @@ def reject_gate(
         if receipt is not None:
             return Committed(receipt)
         assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
+        late = _receipt_if_late(conn, gate, now)
+        if late is not None:
+            return Committed(late)
         return _decide(
             conn,
             origin,

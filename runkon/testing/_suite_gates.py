@@ -276,9 +276,12 @@ async def quorum_needs_distinct_approvers(h: StoreHarness) -> None:
     run, gen = await leased_run(store)
     gate = await store.open_gate(new_gate(run.id, min_approvals=2), generation=gen)
     first = await store.approve_gate(gate.step_id, by="alice", feedback="ok", selections=["hold"])
-    twice = await store.approve_gate(gate.step_id, by="alice", feedback="ok again")
+    twice = await store.approve_gate(
+        gate.step_id, by="alice", feedback="ok again", selections=["ship"]
+    )
+    assert first.outcome is ReceiptOutcome.APPROVAL_RECORDED
+    assert twice.outcome is ReceiptOutcome.ALREADY_APPROVED  # counted once; nothing changed
     for receipt in (first, twice):
-        assert receipt.outcome is ReceiptOutcome.APPROVAL_RECORDED
         assert (receipt.approvals, receipt.approvals_needed, receipt.decision) == (1, 2, None)
     waiting = await store.get_gate(gate.step_id)
     assert waiting.status is StepStatus.WAITING
@@ -287,16 +290,60 @@ async def quorum_needs_distinct_approvers(h: StoreHarness) -> None:
     assert waiting.approvals[0].selections == ("hold",)
     listed = await store.list_waiting_gates(run_id=run.id)
     assert [(g.approvals, g.min_approvals) for g in listed] == [(1, 2)]
-    final = await store.approve_gate(gate.step_id, by="bob", feedback="fine")
+    final = await store.approve_gate(
+        gate.step_id, by="bob", feedback="fine", selections=["ship", "hold"]
+    )
     assert final.accepted
     assert (final.approvals, final.decided_by) == (2, "bob")
     passed = await store.get_gate(gate.step_id)
     assert passed.decision is GateDecision.APPROVED
     assert [a.approver for a in passed.approvals] == ["alice", "bob"]
+    assert [a.selections for a in passed.approvals] == [("hold",), ("ship", "hold")]
     assert passed.feedback == "ok\nfine"
-    assert passed.selections == ("hold",)
-    types = [e.type for e in await store.read_events(run.id)]
-    assert types == ["gate_approval_recorded", "gate_resolved"]
+    # every approver's selections, in approval order, each value once
+    assert passed.selections == ("hold", "ship")
+    events = await store.read_events(run.id)
+    assert [e.type for e in events] == ["gate_approval_recorded", "gate_resolved"]
+    assert events[1].data["selections"] == ["hold", "ship"]
+
+
+async def a_decision_after_the_deadline_is_refused(h: StoreHarness) -> None:
+    """Decisions at or after the gate's deadline (store clock) are refused, writing nothing."""
+    store = h.store
+    run, gen = await leased_run(store)
+    gate = await store.open_gate(new_gate(run.id, deadline_at=utc_in(-2)), generation=gen)
+    assert gate.deadline_at is not None
+    refused = [
+        await store.approve_gate(gate.step_id, by="alice", selections=["ship"]),
+        await store.approve_gate(gate.step_id, by="resolver", decisive=True),
+        await store.reject_gate(gate.step_id, by="bob", feedback="too late"),
+    ]
+    async with h.open_second() as second:
+        refused.append(await second.approve_gate(gate.step_id, by="carol"))
+    for receipt in refused:
+        assert not receipt.accepted
+        assert (receipt.outcome, receipt.run_id, receipt.deadline_at, receipt.decision) == (
+            ReceiptOutcome.DEADLINE_PASSED,
+            run.id,
+            gate.deadline_at,
+            None,
+        )
+    assert await store.get_gate(gate.step_id) == gate  # still waiting, no approval kept
+    assert await store.read_events(run.id) == []
+    assert [g.step_id for g in await store.list_waiting_gates(run_id=run.id)] == [gate.step_id]
+    assert (await store.get_run(run.id)).status is RunStatus.WAITING
+    timed_out = await store.time_out_gate(gate.step_id, generation=gen)
+    assert (timed_out.outcome, timed_out.decision) == (
+        ReceiptOutcome.ACCEPTED,
+        GateDecision.TIMED_OUT,
+    )
+    late = await store.approve_gate(gate.step_id, by="alice")
+    assert (late.outcome, late.decision) == (
+        ReceiptOutcome.ALREADY_RESOLVED,
+        GateDecision.TIMED_OUT,
+    )
+    never = await store.open_gate(new_gate(run.id, "never", deadline_at=None), generation=gen)
+    assert (await store.approve_gate(never.step_id, by="alice", selections=["ship"])).accepted
 
 
 async def a_decisive_approval_passes_a_quorum_gate_alone(h: StoreHarness) -> None:
@@ -378,7 +425,7 @@ async def waiting_gates_listing(h: StoreHarness) -> None:
         generation=audit_gen,
     )
     decided = await store.open_gate(
-        new_gate(audit.id, "decided", 2, deadline_at=utc_in(1)), generation=audit_gen
+        new_gate(audit.id, "decided", 2, deadline_at=utc_in(30)), generation=audit_gen
     )
     await store.reject_gate(decided.step_id, by="x")
 
@@ -439,6 +486,7 @@ CHECKS = [
     gate_finished_by_the_engine_reads_as_decided,
     concurrent_decisions_have_one_winner,
     quorum_needs_distinct_approvers,
+    a_decision_after_the_deadline_is_refused,
     a_decisive_approval_passes_a_quorum_gate_alone,
     invalid_selections_change_nothing,
     decision_before_wait_is_visible,

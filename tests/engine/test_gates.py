@@ -154,7 +154,8 @@ async def test_min_approvals_needs_distinct_approvers(
         assert rec.names() == []
         two = await engine.approve_gate(handle.run_id, "two", by="bob")
         assert (await handle.result(timeout=10)).succeeded
-    assert one.outcome == same.outcome == ReceiptOutcome.APPROVAL_RECORDED
+    assert one.outcome == ReceiptOutcome.APPROVAL_RECORDED
+    assert (same.outcome, same.approvals) == (ReceiptOutcome.ALREADY_APPROVED, 1)
     assert two.outcome == ReceiptOutcome.ACCEPTED
     assert rec.names() == ["merge"]
 

@@ -121,8 +121,12 @@ async def test_approval_and_timeout_racing_at_the_deadline_500_times(store: Stor
         else:
             outcomes["timed_out"] += 1
             assert decided.decision == GateDecision.TIMED_OUT
-            assert receipt.outcome == ReceiptOutcome.ALREADY_RESOLVED
-            assert receipt.decision == GateDecision.TIMED_OUT
+            # refused: either the timeout was written first, or the store's clock had
+            # passed the deadline before the engine's timer wrote it
+            assert (receipt.outcome, receipt.decision) in (
+                (ReceiptOutcome.ALREADY_RESOLVED, GateDecision.TIMED_OUT),
+                (ReceiptOutcome.DEADLINE_PASSED, None),
+            )
             assert result.status == RunStatus.FAILED
             assert run_id not in resumed.at
     assert sum(outcomes.values()) == 500

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -17,6 +18,7 @@ import runkon
 from runkon import ActionOutput, ActionParams, FlowEngine, StepContext, Store
 from runkon.integrations import Authorizer, Identity, Permission, Target, TokenAuthorizer
 from runkon.integrations.fastapi import create_app
+from runkon.persistence import GateOption, NewGate, NewRun
 
 WORKFLOWS = {
     "ship": runkon.parse_workflow(
@@ -134,6 +136,27 @@ async def serving(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Harness(engine, app, client, rec, store)
+
+
+async def gate_past_its_deadline(store: Store) -> tuple[str, str]:
+    """A run of ``ship`` that no engine drives, waiting at gate ``review`` whose deadline
+    passed a minute ago: ``(run_id, step_id)``."""
+    run = await store.create_run(NewRun("ship"))
+    generation = await store.acquire_lease(run.id, "gone", 60)
+    assert generation is not None
+    gate = await store.open_gate(
+        NewGate(
+            run.id,
+            "review",
+            "human_approval",
+            0,
+            options=[GateOption("ship", "ship"), GateOption("hold", "hold")],
+            deadline_at=datetime.now(UTC) - timedelta(minutes=1),
+        ),
+        generation=generation,
+    )
+    await store.release_lease(run.id, "gone", generation)
+    return run.id, gate.step_id
 
 
 async def store_state(store: Store, run_id: str) -> tuple[Any, ...]:

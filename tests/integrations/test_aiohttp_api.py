@@ -291,7 +291,7 @@ async def test_quorum_needs_two_distinct_identities(client: Client, rec: Recorde
     status, first = await post(client, path, token="t-alice")
     assert (status, first["outcome"], first["approvals"]) == (200, "approval_recorded", 1)
     status, again = await post(client, path, token="t-alice", body={"feedback": "me again"})
-    assert (status, again["outcome"], again["approvals"]) == (200, "approval_recorded", 1)
+    assert (status, again["outcome"], again["approvals"]) == (200, "already_approved", 1)
     resp = await client.get("/api/gates", params={"run_id": run_id}, headers=auth())
     [still] = await resp.json()
     assert still["approvals"] == 1

@@ -25,6 +25,7 @@ from ._support import (
     TOKENS,
     WORKFLOWS,
     Recorder,
+    gate_past_its_deadline,
     serving,
     store_state,
 )
@@ -87,7 +88,7 @@ async def test_quorum_needs_two_distinct_approvers(store: Store) -> None:
             2,
         )
         again = (await h.client.post(url, headers=ALICE)).json()
-        assert (again["outcome"], again["approvals"]) == ("approval_recorded", 1)
+        assert (again["outcome"], again["approvals"]) == ("already_approved", 1)
         [gate] = (await h.client.get(f"/api/gates?run_id={run_id}", headers=ALICE)).json()
         assert gate["approvals"] == 1
         second = (await h.client.post(url, headers=BOB)).json()
@@ -202,6 +203,25 @@ async def test_a_decided_gate_answers_409_and_changes_nothing(store: Store) -> N
             assert "'alice'" in body["message"]
             assert body["detail"]["decided_by"] == "alice"
         assert await store_state(store, run_id) == before
+
+
+async def test_a_decision_after_the_gates_deadline_answers_409_and_changes_nothing(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        run, gate = await gate_past_its_deadline(store)
+        before = await store_state(store, run)
+        for action in ("approve", "reject"):
+            answer = await h.client.post(
+                f"/api/runs/{run}/gates/review/{action}", json={}, headers=ALICE
+            )
+            assert answer.status_code == 409
+            body = answer.json()
+            assert body["error"] == "deadline_passed"
+            assert "gate timed out: its deadline passed at " in body["message"]
+            assert body["detail"]["deadline_at"] is not None
+        assert await store_state(store, run) == before
+        assert (await store.get_gate(gate)).status == "waiting"  # left for its run to time out
 
 
 async def test_bad_requests_are_422_error_bodies(store: Store) -> None:

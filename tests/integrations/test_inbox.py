@@ -16,7 +16,16 @@ from runkon.integrations import RunkonApi
 from runkon.integrations._inbox import InboxFeed, cookie_safe, session_cookie
 from runkon.persistence import NewRun
 
-from ._support import AUTH, WORKFLOWS, Harness, Recorder, csrf_of, serving, store_state
+from ._support import (
+    AUTH,
+    WORKFLOWS,
+    Harness,
+    Recorder,
+    csrf_of,
+    gate_past_its_deadline,
+    serving,
+    store_state,
+)
 
 ALICE_COOKIE = {"Cookie": "runkon_token=t-alice"}
 SAME_SITE = {**ALICE_COOKIE, "Origin": "http://testserver"}
@@ -139,6 +148,38 @@ async def test_approving_from_the_inbox_shows_the_receipt(store: Store) -> None:
         again = await post_form(h, "/inbox/decide", [*decision, ("action", "reject")], SAME_SITE)
         assert again.status_code == 409
         assert "was already approved by alice; nothing changed." in again.text
+
+
+async def test_a_decision_after_the_deadline_shows_that_the_gate_timed_out(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        run, gate = await gate_past_its_deadline(store)
+        before = await store_state(store, run)
+        csrf = csrf_of((await h.client.get("/inbox", headers=ALICE_COOKIE)).text)
+        fields = [("csrf", csrf), ("run_id", run), ("gate", gate), ("gate_name", "review")]
+        for action in ("approve", "reject"):
+            refused = await post_form(h, "/inbox/decide", [*fields, ("action", action)], SAME_SITE)
+            assert refused.status_code == 409
+            assert "Gate review timed out: its deadline passed at " in refused.text
+            assert "nothing changed." in refused.text
+        assert await store_state(store, run) == before
+
+
+async def test_a_second_approval_by_the_same_person_says_it_was_already_recorded(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        run_id = await h.start("quorum")
+        csrf = csrf_of((await h.client.get("/inbox", headers=ALICE_COOKIE)).text)
+        step = (await h.waiting(run_id))[0].step_id
+        form = [("csrf", csrf), ("run_id", run_id), ("gate", step), ("action", "approve")]
+        first = await post_form(h, "/inbox/decide", form, SAME_SITE)
+        assert "Approval recorded for gate" in first.text
+        again = await post_form(h, "/inbox/decide", form, SAME_SITE)
+        assert again.status_code == 200
+        assert f"Your approval of gate {step} of run {run_id} was already recorded" in again.text
+        assert "nothing changed: 1/2 approvals so far." in again.text
 
 
 async def test_quorum_feedback_and_reject_from_the_inbox(store: Store) -> None:

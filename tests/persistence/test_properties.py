@@ -89,8 +89,10 @@ def test_gate_decisions_follow_the_model(
             assert (decision, decided_by) == decided
             continue
         if action == "approve":
-            if person not in approvers:
-                approvers.append(person)
+            if person in approvers:  # counted once; a repeat changes nothing
+                assert (outcome, approvals) == (ReceiptOutcome.ALREADY_APPROVED, len(approvers))
+                continue
+            approvers.append(person)
             if len(approvers) < min_approvals:
                 assert (outcome, approvals) == (ReceiptOutcome.APPROVAL_RECORDED, len(approvers))
                 continue
