@@ -11,7 +11,14 @@ import importlib
 import os
 from typing import Any
 
-from runkon.cli._actions import load_actions
+import runkon
+from runkon.cli._actions import (
+    MEMO_ACTIONS,
+    LoadedActions,
+    check_calls,
+    load_actions,
+    stored_actions,
+)
 from runkon.cli._common import (
     DEFAULT_DB,
     EXIT_FAILED,
@@ -19,8 +26,10 @@ from runkon.cli._common import (
     EXIT_USAGE,
     CliError,
     add_db_argument,
+    say,
     warn,
 )
+from runkon.engine import ActionRegistry
 from runkon.errors import SchemaVersionError, StoreBackendError
 
 SERVER_MODULE = "runkon.integrations.server"
@@ -44,7 +53,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--actions",
         metavar="MODULE_OR_DIR",
-        help="executors for runs started over HTTP, as for `runkon run` (default: ./actions/)",
+        help="executors for runs started over HTTP, as for `runkon run` (default: "
+        "./actions/); runs that `runkon run` started and serve recovers keep their own",
     )
     parser.add_argument(
         "--workflows", metavar="DIR", help="directory of the workflows runs are started from"
@@ -55,6 +65,35 @@ def add_parser(commands: Any) -> None:
         help="serve the API docs at /docs and /openapi.json (readable without a token)",
     )
     parser.set_defaults(handler=serve)
+
+
+class RecoveredActions:
+    """``FlowEngine(run_actions=...)`` for serve: a run that ``runkon run`` started is
+    recovered with the actions it was started with (its ``--actions``, loaded from its
+    working directory, as ``runkon resume`` does); other runs with serve's own."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str | None], tuple[LoadedActions, str]] = {}
+
+    def __call__(self, run: runkon.persistence.RunRecord) -> ActionRegistry | None:
+        spec = run.memo.get(MEMO_ACTIONS)
+        if spec is None:
+            return None
+        key = (spec, run.working_dir)
+        try:
+            if key not in self._loaded:
+                self._loaded[key] = stored_actions(run, None)
+            loaded, using = self._loaded[key]
+            workflow = runkon.WorkflowDef.from_json(run.definition_snapshot or "")
+        except CliError as exc:
+            raise runkon.ExecutionError(exc.message) from None
+        problems = check_calls(workflow, loaded)
+        if problems:
+            raise runkon.ExecutionError(
+                f"run {run.id} cannot resume with {loaded.source}: " + "; ".join(problems)
+            )
+        say(f"recovering run {run.id} with {using}")
+        return ActionRegistry(loaded.actions, loaded.fallback_action)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -83,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
             fallback_action=loaded.fallback_action,
             workflows_dir=args.workflows,
             docs=args.docs,
+            run_actions=RecoveredActions(),
         )
     except KeyboardInterrupt:
         pass

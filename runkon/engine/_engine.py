@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,6 +171,13 @@ class FlowEngine:
             directory): the END of each stream, stored with the step
             (``Store.get_step_output``, ``runkon logs``); the bytes dropped from the
             start are counted. Default 64 KiB; 0 keeps nothing.
+        run_actions: chooses the executors of each run this engine RESUMES
+            (``resume``, ``recover=True``), e.g. from what the run's starter noted in
+            ``RunRecord.memo``: returns an ``ActionRegistry`` (used instead of
+            ``actions``/``fallback_action`` for that run and its children) or None (the
+            engine's). Called before the run is claimed; an ``ExecutionError`` (or any
+            exception, wrapped in one) refuses the resume and leaves the run as it was.
+            ``runkon serve`` uses it so that recovered runs keep their ``--actions``.
     """
 
     def __init__(
@@ -195,6 +202,7 @@ class FlowEngine:
         recover: bool = False,
         manage_store: bool = True,
         event_buffer: int = 1000,
+        run_actions: Callable[[RunRecord], ActionRegistry | None] | None = None,
         output_tail_bytes: int = DEFAULT_OUTPUT_TAIL_BYTES,
     ) -> None:
         if lease_refresh_interval >= lease_ttl:
@@ -216,6 +224,7 @@ class FlowEngine:
         self.lease_refresh_interval = lease_refresh_interval
         self.recover = recover
         self.manage_store = manage_store
+        self.run_actions = run_actions
         self.events = EventBus(event_sinks, max_buffer=event_buffer)
         self.services = EngineServices(
             store=store,
@@ -431,21 +440,39 @@ class FlowEngine:
         cached = self._validated.get(id(workflow))
         return cached[1] if cached is not None and cached[0] is workflow else None
 
-    def _validate(self, workflow: WorkflowDef) -> None:
-        if self._snapshot(workflow) is not None:
-            return
+    def _check_runnable(self, workflow: WorkflowDef, actions: ActionRegistry) -> None:
+        """Validate ``workflow`` against the registries (with ``actions`` as executors).
+
+        Raises:
+            WorkflowValidationError: it has errors (all listed).
+        """
         services = self.services
         report = validate_workflow(
             workflow,
             resolver=services.workflows,
-            actions=services.actions.names,
-            fallback_action=services.actions.fallback is not None,
+            actions=actions.names,
+            fallback_action=actions.fallback is not None,
             gate_types=set(services.gate_resolvers),
             item_providers=services.item_providers,
         )
         if services.workflows is None:
             report = _require_resolver(workflow, report)
         report.raise_for_errors(workflow.name)
+
+    async def _check_runnable_async(self, workflow: WorkflowDef, actions: ActionRegistry) -> None:
+        """:meth:`_check_runnable`, off the event loop when child workflows are read."""
+        resolver = self.services.workflows
+        if workflow_refs(workflow) and not (
+            resolver is None or isinstance(resolver, InMemoryWorkflowResolver)
+        ):
+            await anyio.to_thread.run_sync(self._check_runnable, workflow, actions)
+        else:
+            self._check_runnable(workflow, actions)
+
+    def _validate(self, workflow: WorkflowDef) -> None:
+        if self._snapshot(workflow) is not None:
+            return
+        self._check_runnable(workflow, self.services.actions)
         if len(self._validated) > 256:
             self._validated.clear()
         self._validated[id(workflow)] = (workflow, workflow.to_json())
@@ -593,12 +620,31 @@ class FlowEngine:
                 f"run {run_id!r} is a child of run {run.parent_run_id!r}; resume that run"
             )
         _check_working_dir(run)
-        await self._validate_async(_snapshot_workflow(run))
+        workflow = _snapshot_workflow(run)
+        actions = self._run_actions(run) if self.run_actions is not None else None
+        await self._check_runnable_async(workflow, actions or self.services.actions)
         state = await self._resume_state(run, depth=0)
+        state.actions = actions
         handle = RunHandle(self, run.id, state.workflow.name)
         self._register(state, handle)
         tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
+
+    def _run_actions(self, run: RunRecord) -> ActionRegistry | None:
+        """The executors ``run_actions`` chooses for resuming ``run`` (None: the engine's).
+
+        Raises:
+            ExecutionError: ``run_actions`` failed (the run is left as it was).
+        """
+        assert self.run_actions is not None
+        try:
+            return self.run_actions(run)
+        except ExecutionError:
+            raise
+        except Exception as exc:
+            raise ExecutionError(
+                f"run {run.id!r}: run_actions could not give its executors: {describe_error(exc)}"
+            ) from exc
 
     async def _resume_state(
         self,
@@ -712,6 +758,7 @@ class FlowEngine:
                 await request.on_started(run.id)
         state.shutdown = parent.shutdown
         state.parent = parent
+        state.actions = parent.actions
         state.as_identity = request.as_identity or parent.as_identity
         self._register(state, None)
         try:

@@ -135,7 +135,7 @@ async def _attempt(
 ) -> Outcome:
     services = state.services
     label = spec.agent.label
-    executor = services.actions.get(label)
+    executor = (state.actions or services.actions).get(label)
     if executor is None:
         return Failure(f"no registered ActionExecutor for {label!r} and no fallback configured")
     variables = state.vars.snapshot()

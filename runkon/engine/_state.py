@@ -30,6 +30,7 @@ from runkon.persistence import (
 )
 
 if TYPE_CHECKING:
+    from runkon.engine._registry import ActionRegistry
     from runkon.engine._services import EngineServices
 
 METRIC_KEYS = ("cost_usd", "num_turns", "duration_ms", "input_tokens", "output_tokens")
@@ -127,6 +128,8 @@ class RunState:
         fail_fast: stop at the first failed step (the default).
         working_dir: the absolute directory the run's scripts and programs run in
             (kept with the run, so a resume elsewhere runs them there too).
+        actions: the run's own executors (``FlowEngine(run_actions=...)`` on resume),
+            or None for the engine's.
     """
 
     services: EngineServices
@@ -138,6 +141,7 @@ class RunState:
     dry_run: bool = False
     fail_fast: bool = True
     working_dir: Path = field(default_factory=Path.cwd)  # the engine always passes it
+    actions: ActionRegistry | None = None  # this run's executors, if not the engine's
     resumed: bool = False
     as_identity: str | None = None
     parent: RunState | None = None

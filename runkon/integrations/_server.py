@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any, TextIO
 
@@ -21,8 +21,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from runkon import FlowEngine, RunkonError, SqliteStore
+from runkon.engine import ActionRegistry
 from runkon.integrations._auth import TokenAuthorizer
 from runkon.integrations._fastapi import EventStreamResponse, create_app
+from runkon.persistence import RunRecord
 
 TOKEN_ENV = "RUNKON_TOKEN"
 UVICORN_LOGGER = "uvicorn.error"
@@ -54,6 +56,7 @@ def serve(
     fallback_action: Any | None = None,
     workflows_dir: str | None = None,
     docs: bool = False,
+    run_actions: Callable[[RunRecord], ActionRegistry | None] | None = None,
 ) -> None:
     """Serve runkon's JSON API (``/api``) and web inbox (``/inbox``) until interrupted.
 
@@ -73,6 +76,10 @@ def serve(
         workflows_dir: the directory of ``.wf`` files ``POST /api/runs`` starts by name.
         docs: serve the API docs (``/docs``, ``/openapi.json``), which need no token;
             off by default.
+        run_actions: the executors of each run the server resumes (recovery), e.g.
+            those its starter noted in ``RunRecord.memo`` (see ``FlowEngine``); None:
+            ``actions``/``fallback_action`` for all. Recovered runs run their steps in
+            their own working directory in any case.
 
     Blocks until Ctrl-C or SIGTERM; open streams get a few seconds to close, and runs
     still going stay resumable.
@@ -91,6 +98,7 @@ def serve(
         fallback_action=fallback_action,
         workflows=workflows_dir,
         recover=True,
+        run_actions=run_actions,
     )
     app = build_app(engine, secret, workflows_dir, docs=docs)
     failures: list[BaseException] = []

@@ -5,9 +5,13 @@ and the run stays resumable. Real processes on one SQLite file."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ._support import Background, runkon, write_actions
 
@@ -55,6 +59,17 @@ def waiting_run(first: Path, db: Path, background: list[Background], *extra: str
 def approve(run_id: str, db: Path, cwd: Path) -> None:
     approved = runkon("approve", run_id, "--db", str(db), cwd=cwd)
     assert approved.returncode == 0, approved.stderr
+
+
+def run_json(db: Path, cwd: Path, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The only run, as ``runkon runs --json`` shows it, once ``until`` holds for it."""
+    deadline = time.monotonic() + 30
+    while True:
+        [line] = runkon("runs", "--json", "--db", str(db), cwd=cwd).stdout.splitlines()
+        run: dict[str, Any] = json.loads(line)
+        if until(run) or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
 
 
 def test_resume_from_elsewhere_after_a_crash_uses_the_runs_actions_and_directory(
@@ -146,4 +161,30 @@ def test_cancel_from_elsewhere_runs_the_always_block_in_the_runs_directory(
     ) in cancelled.stdout
     assert f"run {run_id} cancelled" in cancelled.stdout
     assert (first / "tidy.txt").read_text() == "cancelled\n"
+    assert list(second.iterdir()) == []
+
+
+def test_serve_started_elsewhere_recovers_a_run_with_its_actions_and_directory(
+    tmp_path: Path, background: list[Background]
+) -> None:
+    first, second, db = project(tmp_path)
+    run_id = waiting_run(first, db, background, "--lease-ttl", "1")
+    background[-1].process.kill()
+    background[-1].wait()
+    run_json(db, second, until=lambda run: run["stalled"])  # the dead process's claim ran out
+
+    server = Background("serve", "--port", "0", "--db", str(db), cwd=second)
+    background.append(server)
+    server.wait_for(
+        rf"^recovering run {run_id} with actions: directory {re.escape(str(first / 'acts'))}/ "
+        rf"\(as the run was started\); working directory {re.escape(str(first))}$"
+    )
+    server.wait_for(r"API:\s+http://")
+    approve(run_id, db, second)
+    finished = run_json(db, second, until=lambda run: run["status"] != "waiting")
+    assert finished["status"] == "completed", server.stdout + server.stderr
+    server.signal(signal.SIGINT)
+    assert server.wait() == 0, server.stderr
+    assert (first / "finished.txt").read_text() == "acts\n"
+    assert Path((first / "note.txt").read_text().strip()).samefile(first)
     assert list(second.iterdir()) == []

@@ -15,7 +15,8 @@ import pytest
 import structlog.testing
 
 import runkon
-from runkon.engine import EngineShutdownError
+import runkon.persistence
+from runkon.engine import ActionRegistry, EngineShutdownError
 from runkon.persistence import RunStatus, Store
 
 from ._support import FOREVER, MakeEngine, Recorder, parse, workflows
@@ -197,3 +198,53 @@ async def test_the_hosts_memo_is_kept_with_the_run(make_engine: MakeEngine, stor
     run = await store.get_run(result.run_id)
     assert run.memo == {"actions": "tools/", "who": "ci"}
     assert run.options["fail_fast"] == "true"
+
+
+async def test_run_actions_gives_a_resumed_run_and_its_children_their_own_executors(
+    make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: Path
+) -> None:
+    children = workflows(child="workflow child { call inner }")
+    wf = parse("workflow w { call a  call workflow child  call b }")
+    rec.on("a", FOREVER)
+    async with make_engine(workflows=children) as engine:
+        handle = await engine.start(wf, memo={"team": "blue"})
+        await rec.started("a")
+    with pytest.raises(EngineShutdownError):
+        await handle.result(timeout=5)
+
+    engines_own, runs_own = Recorder(), Recorder()
+    seen: list[dict[str, str]] = []
+
+    def run_actions(run: runkon.persistence.RunRecord) -> ActionRegistry | None:
+        seen.append(run.memo)
+        return ActionRegistry(fallback=runs_own)
+
+    async with make_engine(
+        fallback_action=engines_own, workflows=children, run_actions=run_actions
+    ) as engine:
+        result = await (await engine.resume(handle.run_id)).result(timeout=10)
+
+    assert result.succeeded
+    assert seen == [{"team": "blue"}]
+    assert runs_own.names() == ["a", "inner", "b"]
+    assert engines_own.names() == []
+
+
+async def test_a_failing_run_actions_refuses_the_resume_and_recovery_skips_the_run(
+    make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: Path
+) -> None:
+    run_id = await interrupted_run(make_engine, rec, working_dir=tmp_path)
+
+    def run_actions(run: runkon.persistence.RunRecord) -> ActionRegistry | None:
+        raise ValueError("no such module 'tools'")
+
+    async with make_engine(fallback_action=Recorder(), run_actions=run_actions) as engine:
+        with pytest.raises(runkon.ExecutionError, match="no such module 'tools'"):
+            await engine.resume(run_id)
+    with structlog.testing.capture_logs() as logs:
+        async with make_engine(run_actions=run_actions, recover=True) as engine:
+            assert engine.recovered == []
+    assert any(entry.get("run_id") == run_id for entry in logs)
+    run = await store.get_run(run_id)
+    assert run.status == RunStatus.RUNNING
+    assert run.owner_token is None
