@@ -29,6 +29,7 @@ from runkon.cli._common import (
     find_run,
     open_engine,
     open_store,
+    program,
     say,
     warn,
 )
@@ -88,7 +89,7 @@ async def resume(args: argparse.Namespace) -> int:
         _check_resumable(run, args.db)
         waiting = await engine.waiting_gates(run_id=run.id)
         events = await engine.read_events(run.id)
-        handle = await _claim(engine, run)
+        handle = await _claim(engine, run, args.db)
         say(f"run {run.id} resumed: workflow {run.workflow_name!r}")
         say(f"  {using}")
         return await drive(
@@ -105,7 +106,7 @@ def _check_resumable(run: runkon.persistence.RunRecord, db: str) -> None:
     if run.is_terminal:
         raise CliError(
             f"run {run.id} already {run.status}; there is nothing to resume "
-            f"(see `runkon show {run.id}{db_option(db)}`)",
+            f"(see `{program()} show {run.id}{db_option(db)}`)",
             EXIT_FAILED,
         )
     directory = run.working_dir
@@ -131,7 +132,9 @@ def _check_programs(run: runkon.persistence.RunRecord, loaded: LoadedActions) ->
     )
 
 
-async def _claim(engine: runkon.FlowEngine, run: runkon.persistence.RunRecord) -> runkon.RunHandle:
+async def _claim(
+    engine: runkon.FlowEngine, run: runkon.persistence.RunRecord, db: str
+) -> runkon.RunHandle:
     """Resume ``run``, waiting once for a dead process's lease to expire."""
     for attempt in range(2):
         try:
@@ -143,7 +146,8 @@ async def _claim(engine: runkon.FlowEngine, run: runkon.persistence.RunRecord) -
             if attempt == 1 or wait > MAX_LEASE_WAIT:
                 raise CliError(
                     f"run {run.id} is being driven by another live process; stop that "
-                    f"process first (follow the run with `runkon events {run.id} --follow`)",
+                    f"process first (follow the run with "
+                    f"`{program()} events {run.id} --follow{db_option(db)}`)",
                     EXIT_FAILED,
                 ) from None
             if until is not None:

@@ -20,7 +20,7 @@ import pytest
 
 from runkon.cli._table import fit_widths
 
-from ._support import WAIT, Background, cli_env, runkon
+from ._support import PYTHON_M, WAIT, Background, cli_env, runkon
 
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LONG = """workflow a-workflow-with-a-rather-long-name-for-a-narrow-terminal {
@@ -243,3 +243,18 @@ def test_the_gate_hint_names_python_m_runkon_cli_when_run_so(tmp_path: Path) -> 
     listed = runkon("gates", cwd=tmp_path, command=(python.name, "-m", "runkon.cli"),
                     PATH=str(python.parent))  # fmt: skip
     assert f"decide: {python.name} -m runkon.cli approve RUN GATE" in listed.stdout
+
+
+def test_resume_refused_by_a_live_run_names_the_command_and_database(tmp_path: Path) -> None:
+    (tmp_path / "gated.wf").write_text(GATED)
+    run = Background("run", "gated.wf", "--db", "runs.db", "--lease-ttl", "3600", cwd=tmp_path)
+    try:
+        run_id = run.wait_for(r"^run (\w+) started").group(1)
+        run.wait_for(r"approve: ")
+        refused = runkon("resume", run_id, "--db", "runs.db", cwd=tmp_path)
+    finally:
+        run.stop()
+    assert refused.returncode == 1, refused.stderr
+    assert re.search(
+        rf"follow the run with `{PYTHON_M} events {run_id} --follow --db runs.db`", refused.stderr
+    ), refused.stderr
