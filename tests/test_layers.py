@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "runkon"
 
-# package -> runkon packages it may import (besides itself and runkon.errors)
+# package -> runkon packages it may import (besides itself, runkon.errors and runkon._log,
+# the loggers, which every package may use)
 ALLOWED: dict[str, set[str]] = {
     "dsl": set(),
     "persistence": set(),
@@ -48,7 +49,7 @@ def _violations(package: str) -> list[str]:
             if parts[0] != "runkon" or len(parts) == 1:
                 continue
             target = parts[1]
-            if target in (package, "errors"):
+            if target in (package, "errors", "_log"):
                 continue
             if package in ALLOWED:
                 if target not in ALLOWED[package]:
@@ -65,8 +66,10 @@ def test_package_respects_import_layering(package: str) -> None:
     assert _violations(package) == []
 
 
-def test_errors_module_imports_nothing_of_runkon() -> None:
-    imports = [name for _, name in _imports(PACKAGE / "errors.py")]
+@pytest.mark.parametrize("module", ["errors.py", "_log.py"])
+def test_shared_modules_import_nothing_of_runkon(module: str) -> None:
+    """``runkon.errors`` and ``runkon._log`` (the loggers) are usable by every layer."""
+    imports = [name for _, name in _imports(PACKAGE / module)]
     assert [name for name in imports if name.startswith("runkon")] == []
 
 

@@ -79,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(*, verbose: bool) -> None:
-    """The engine logs with structlog; a command's own output is its stdout, so the log
-    goes to stderr, and only warnings and errors unless ``--verbose``."""
+    """The CLI is an application: it decides where runkon's log goes. runkon's loggers
+    follow structlog's configuration once there is one; a command's own output is its
+    stdout, so the log goes to stderr, and only warnings and errors unless ``--verbose``."""
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.INFO if verbose else logging.WARNING

@@ -15,9 +15,9 @@ from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
-import structlog
 from anyio.abc import TaskGroup
 
+from runkon._log import get_logger
 from runkon.dsl import (
     DirectoryWorkflowResolver,
     ForEachNode,
@@ -66,7 +66,7 @@ from runkon.persistence import (
     WaitingGate,
 )
 
-_log = structlog.get_logger("runkon.engine")
+_log = get_logger("runkon.engine")
 LEASE_BATCH_SECONDS = 0.005  # renewal batches are sized to take about this long
 LEASE_BATCH_MAX = 20_000
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
+from runkon._log import get_logger
 from runkon.dsl import WorkflowDef
 from runkon.engine._variables import ContextEntry, RunVariables
 from runkon.persistence import (
@@ -67,7 +67,7 @@ class Metrics:
             try:
                 value = float(raw)
             except ValueError:
-                structlog.get_logger("runkon.engine").warning(
+                get_logger("runkon.engine").warning(
                     "non-numeric metric ignored", key=key, value=raw
                 )
                 continue
@@ -175,9 +175,9 @@ class RunState:
 
     @property
     def log(self) -> Any:
-        """A structlog logger bound to this run (created on first use)."""
+        """runkon's ``runkon.engine`` logger bound to this run (created on first use)."""
         if self._log is None:
-            self._log = structlog.get_logger("runkon.engine").bind(
+            self._log = get_logger("runkon.engine").bind(
                 run_id=self.run.id, workflow=self.workflow.name
             )
         return self._log

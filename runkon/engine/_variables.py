@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
+from runkon._log import get_logger
 
 ENGINE_INJECTED_KEYS = frozenset(
     {
@@ -50,7 +50,7 @@ ENGINE_INJECTED_KEYS = frozenset(
 )
 
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
-_log = structlog.get_logger("runkon.engine")
+_log = get_logger("runkon.engine")
 
 
 @dataclass(slots=True)

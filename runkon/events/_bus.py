@@ -25,15 +25,15 @@ from types import TracebackType
 from typing import Literal, Protocol, Self, runtime_checkable
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from runkon._log import get_logger
 from runkon.events._models import EngineEvent, EventsDropped
 
 __all__ = ["EventBus", "EventSink", "Subscription"]
 
-_log = structlog.get_logger("runkon.events")
+_log = get_logger("runkon.events")
 
 DropPolicy = Literal["drop", "disconnect"]
 

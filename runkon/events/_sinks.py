@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
+from runkon._log import get_logger
 from runkon.events._models import EngineEvent, event_payload
 
 
 class StructlogSink:
-    """Logs every event as one structlog line: ``event=<type>`` with ``run_id``, ``seq`` and
-    the event's fields as key-value pairs (ids are never formatted into the message)."""
+    """Logs every event as one line: ``event=<type>`` with ``run_id``, ``seq`` and the
+    event's fields as key-value pairs (ids are never formatted into the message).
+
+    By default it logs with runkon's ``runkon.events`` logger, which the application's
+    logging (or structlog) configuration decides, like every runkon log line: with no
+    configuration nothing is shown. ``logger``: any structlog-style logger to use instead
+    (e.g. ``structlog.get_logger()``); ``level``: the method called on it.
+    """
 
     def __init__(self, logger: Any = None, *, level: str = "info") -> None:
-        self._log = logger if logger is not None else structlog.get_logger("runkon.events")
+        self._log = logger if logger is not None else get_logger("runkon.events")
         self._level = level
 
     def __repr__(self) -> str:

@@ -10,11 +10,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from runkon import FlowEngine
+from runkon._log import get_logger
 from runkon.events import EngineEvent
 from runkon.integrations._auth import Authorizer
 from runkon.integrations._inbox import same_origin
@@ -37,7 +37,7 @@ from runkon.integrations._service import (
     sse_stream,
 )
 
-_log = structlog.get_logger("runkon.integrations")
+_log = get_logger("runkon.integrations")
 
 RUNKON_API = web.AppKey("runkon_api", RunkonApi)
 """Where :func:`create_app` keeps its :class:`~runkon.integrations.RunkonApi`

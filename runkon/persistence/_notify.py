@@ -16,14 +16,14 @@ from types import TracebackType
 from typing import Self
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from runkon._log import get_logger
 from runkon.persistence._records import EventRecord, Notification
 
 __all__ = ["EventListeners", "NotificationHub", "Subscription"]
 
-_log = structlog.get_logger("runkon.persistence")
+_log = get_logger("runkon.persistence")
 
 
 class EventListeners:

@@ -32,8 +32,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-import structlog
-
+from runkon._log import get_logger
 from runkon.errors import StoreClosedError, StoreError
 from runkon.persistence import _sqlite_gates as gates
 from runkon.persistence import _sqlite_ops as ops
@@ -68,7 +67,7 @@ __all__ = ["SqliteStore"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_log = structlog.get_logger("runkon.persistence")
+_log = get_logger("runkon.persistence")
 
 
 class SqliteStore:

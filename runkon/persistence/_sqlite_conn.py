@@ -37,8 +37,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import aiosqlite
 import anyio
 import anyio.to_thread
-import structlog
 
+from runkon._log import get_logger
 from runkon.errors import (
     DatabaseLockedError,
     DatabaseReadOnlyError,
@@ -51,7 +51,7 @@ __all__ = ["CHECKPOINT_EVERY", "Connections", "map_error"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_log = structlog.get_logger("runkon.persistence")
+_log = get_logger("runkon.persistence")
 
 WAL_HOLD_BYTES = 8 * 1024 * 1024
 """A WAL larger than this makes writes wait for the running checkpoint (so it rewinds)."""

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import anyio
 import pytest
+import structlog.testing
 
 from runkon.events import (
     EventBus,
@@ -105,12 +106,13 @@ async def test_a_failing_sink_is_logged_and_keeps_receiving() -> None:
     assert received == [1, 2]
 
 
-async def test_structlog_sink_logs_type_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    await StructlogSink().emit(completed("r9", 4))
-    line = capsys.readouterr().out
-    assert "step_completed" in line
-    assert "run_id=r9" in line
-    assert "step_name=s" in line
+async def test_structlog_sink_logs_type_and_fields() -> None:
+    with structlog.testing.capture_logs() as logs:  # an application's structlog setup
+        await StructlogSink().emit(completed("r9", 4))
+    [entry] = logs
+    assert entry["event"] == "step_completed"
+    assert entry["run_id"] == "r9"
+    assert entry["step_name"] == "s"
 
 
 def test_stored_parts_round_trip_to_typed_events() -> None:
