@@ -188,3 +188,44 @@ def test_serve_started_elsewhere_recovers_a_run_with_its_actions_and_directory(
     assert (first / "finished.txt").read_text() == "acts\n"
     assert Path((first / "note.txt").read_text().strip()).samefile(first)
     assert list(second.iterdir()) == []
+
+
+ACTIONS_MODULE = """
+from runkon import ActionOutput
+
+
+async def prepare(ctx, params):
+    return ActionOutput(context="prepared")
+
+
+async def finish(ctx, params):
+    (ctx.working_dir / "finished.txt").write_text("module\\n")
+    return ActionOutput(context="finished")
+
+
+actions = {"prepare": prepare, "finish": finish}
+"""
+
+
+def test_resume_from_elsewhere_imports_the_runs_actions_module_from_its_directory(
+    tmp_path: Path, background: list[Background]
+) -> None:
+    first, second, db = project(tmp_path)
+    (first / "flowactions.py").write_text(ACTIONS_MODULE)
+    run = Background("run", "flow.wf", "--actions", "flowactions", "--db", str(db), cwd=first)
+    background.append(run)
+    run_id = run.wait_for(r"^run (\w+) started: workflow 'here'").group(1)
+    run.wait_for(r"gate 'go' waits")
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    approve(run_id, db, second)
+
+    resumed = runkon("resume", run_id, "--db", str(db), cwd=second, timeout=30)
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (
+        f"actions: module flowactions (from {first}) (as the run was started); "
+        f"working directory {first}"
+    ) in resumed.stdout
+    assert (first / "finished.txt").read_text() == "module\n"
+    assert list(second.iterdir()) == []
