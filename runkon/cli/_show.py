@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from runkon.cli._actions import MEMO_ACTIONS
 from runkon.cli._common import (
     EXIT_OK,
     Column,
@@ -41,7 +42,8 @@ def add_parser(commands: Any) -> None:
         "show",
         help="show a run and its steps",
         description="Show run RUN (an id, or a unique prefix of 6+ characters): its "
-        "workflow, status, times, inputs and error, then one row per step: name, kind, "
+        "workflow, status, times, inputs, working directory, actions and error, then one "
+        "row per step: name, kind, "
         "status, loop iteration, retries, duration, markers and a note (the error of a "
         "failed step, a gate's decision, a child run), then for each step: the variables "
         "it ran with, its result, the context it passes on, its structured output, its "
@@ -191,6 +193,10 @@ def _print_header(run: RunRecord) -> None:
     ]
     if run.inputs:
         fields.append(("inputs", " ".join(f"{k}={v}" for k, v in sorted(run.inputs.items()))))
+    if run.working_dir:
+        fields.append(("directory", run.working_dir))
+    if run.memo.get(MEMO_ACTIONS):
+        fields.append(("actions", run.memo[MEMO_ACTIONS]))
     if run.dry_run:
         fields.append(("dry run", "yes"))
     if run.parent_run_id:

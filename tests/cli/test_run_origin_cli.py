@@ -92,6 +92,9 @@ def test_resume_from_elsewhere_after_a_crash_uses_the_runs_actions_and_directory
     assert Path((first / "note.txt").read_text().strip()).samefile(first)
     assert (first / "tidy.txt").read_text() == "completed\n"
     assert sorted(path.name for path in second.iterdir()) == []
+    shown = runkon("show", run_id, "--db", str(db), cwd=second).stdout
+    assert re.search(rf"^directory\s+{re.escape(str(first))}$", shown, re.M), shown
+    assert re.search(r"^actions\s+acts$", shown, re.M), shown
 
 
 def test_an_explicit_actions_flag_overrides_the_runs_own(
