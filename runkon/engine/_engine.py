@@ -565,12 +565,13 @@ class FlowEngine:
         tg.create_task(self._drive(run.id), name=f"runkon run {run.id}")
         return handle
 
-    def _working_dir(self, given: str | os.PathLike[str] | None) -> Path:
-        """The absolute working directory of a new run (see :meth:`start`)."""
+    def _working_dir(self, given: str | os.PathLike[str] | None, *, check: bool = True) -> Path:
+        """The absolute working directory of a new run (see :meth:`start`); with
+        ``check``, refused (WorkingDirectoryError) unless it is a directory."""
         if given is None:
             given = self.services.working_dir
         directory = Path(os.path.abspath(given if given is not None else os.getcwd()))
-        if not directory.is_dir():
+        if check and not directory.is_dir():
             raise WorkingDirectoryError(None, str(directory))
         return directory
 
@@ -657,7 +658,10 @@ class FlowEngine:
         workflow = _snapshot_workflow(run)
         directory = _stored_working_dir(run)
         if directory is None:  # a run stored before runkon kept its directory
-            directory = parent.working_dir if parent is not None else self._working_dir(None)
+            if parent is not None:
+                directory = parent.working_dir
+            else:
+                directory = self._working_dir(None, check=False)
         generation = await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
         if generation is None and wait_for_lease:
             generation = await self._await_expired_lease(run.id)

@@ -9,6 +9,7 @@ directory is gone.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,22 @@ async def test_a_failing_run_actions_refuses_the_resume_and_recovery_skips_the_r
     run = await store.get_run(run_id)
     assert run.status == RunStatus.RUNNING
     assert run.owner_token is None
+
+
+async def test_a_run_stored_before_runs_kept_their_directory_resumes_in_the_engines(
+    make_engine: MakeEngine, rec: Recorder, store: Store, tmp_path: Path
+) -> None:
+    if not isinstance(store, runkon.SqliteStore):
+        pytest.skip("rewrites a row of a real SQLite file")
+    first, second = dirs(tmp_path)
+    run_id = await interrupted_run(make_engine, rec, working_dir=first)
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        db.execute(
+            'UPDATE workflow_runs SET runkon_options = \'{"fail_fast": "true"}\' WHERE id = ?',
+            (run_id,),
+        )
+    assert (await store.get_run(run_id)).working_dir is None
+
+    async with make_engine(fallback_action=Recorder(), working_dir=second) as engine:
+        assert (await (await engine.resume(run_id)).result(timeout=10)).succeeded
+    assert ran_in(second)
