@@ -27,7 +27,8 @@ from runkon.cli._common import (
     shorten,
     warn,
 )
-from runkon.cli._progress import Describer, db_option, gate_hint
+from runkon.cli._progress import Describer, db_option, gate_hint, status_of
+from runkon.cli._table import print_line
 from runkon.events import FINAL_EVENT_TYPES, GateWaiting, RunResumed, RunStarted
 
 PRINT_GRACE = 2.0  # seconds to let the last events print after the run finished
@@ -115,7 +116,7 @@ async def _print_progress(
                 continue  # said when the run was started
             line = describer.line(event)
             if line is not None:
-                say(line)
+                print_line(line, status_of(event))
             if isinstance(event, GateWaiting):
                 for hint in gate_hint(
                     run_id,

@@ -144,6 +144,24 @@ def describe(event: runkon.EngineEvent) -> str | None:
             return None
 
 
+def status_of(event: runkon.EngineEvent) -> str | None:
+    """The status an event's line shows in colour on a terminal (None: no colour)."""
+    match event:
+        case StepCompleted() | RunCompleted():
+            return "completed"
+        case StepFailed() | RunFailed() | LeaseLost():
+            return "failed"
+        case StepRetrying() | RunCancelled() | CancellationRequested():
+            return "cancelled"  # yellow: a warning
+        case GateWaiting():
+            return "waiting"
+        case StepSkipped():
+            return "skipped"
+        case GateResolved():
+            return "completed" if event.approved else "failed"
+    return None
+
+
 def db_option(db: str) -> str:
     return "" if db == DEFAULT_DB else f" --db {shlex.quote(db)}"
 

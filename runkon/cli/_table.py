@@ -3,7 +3,8 @@
 On a terminal (stdout is a TTY) a table is laid out to the terminal's width with rich:
 each row is one line, cells that do not fit are cut with ``…`` (never wrapped), the
 columns marked ``shrink`` give up width first; statuses get a symbol (``✓ completed``)
-and, unless ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``, a colour.
+and, unless ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``, a colour, as do
+the progress lines of ``run`` and ``resume``.
 
 Piped or redirected, the output is plain and stable for scripts: no colour, no symbols,
 no cutting to a width; columns aligned with two spaces, one line per row.
@@ -15,6 +16,7 @@ start-up (and every piped command) does not pay for it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+_BREAKS = re.compile(r"\s*[^\S ]\s*")  # whitespace other than plain spaces, and around it
 GAP = 2  # spaces between columns
 SHRINK_FLOOR = 8  # a shrinking column keeps at least this many characters (or its header)
 TIGHT = 3  # on a very narrow terminal, columns (but statuses) go down to this width
@@ -93,12 +96,13 @@ def terminal() -> Terminal | None:
 
 
 def one_line(text: str | None) -> str:
-    """``text`` as one line: whitespace runs (newlines among them) become one space and
-    control characters are shown escaped (``\\x1b``), never sent to the terminal."""
+    """``text`` as one line: a newline or tab (and the whitespace around it) becomes one
+    space, and control characters are shown escaped (``\\x1b``), never sent to the
+    terminal."""
     if not text:
         return ""
     if not text.isprintable():
-        text = " ".join(text.split())
+        text = _BREAKS.sub(" ", text)
         text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
     return text
 
@@ -254,6 +258,20 @@ def print_fields(fields: Sequence[tuple[str, str]], *, status_field: str = "stat
             line.append_text(part)
             line.rstrip()
             console.print(line, no_wrap=True, overflow="crop", crop=True)
+
+
+def print_line(text: str, status: str | None = None) -> None:
+    """Print one line of progress (control characters escaped, see :func:`one_line`);
+    on a terminal with colour, in the colour of ``status`` (e.g. ``"failed"``: red)."""
+    text = one_line(text)
+    screen = terminal()
+    style = STATUS_LOOK.get(status or "", ("", ""))[1]
+    if screen is None or not screen.colour or not style:
+        print(text, flush=True)
+        return
+    from rich.text import Text
+
+    _console(screen).print(Text(text, style=style), soft_wrap=True)
 
 
 def _console(screen: Terminal) -> Console:

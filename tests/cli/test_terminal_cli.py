@@ -41,7 +41,12 @@ GATED = """workflow gated-workflow-with-a-long-name {
 
 
 def on_terminal(
-    *args: str, cwd: Path, columns: int, command: tuple[str, ...] = (), **env: str
+    *args: str,
+    cwd: Path,
+    columns: int,
+    command: tuple[str, ...] = (),
+    exit_code: int = 0,
+    **env: str,
 ) -> str:
     """``runkon ARGS`` with a pseudo-terminal of ``columns`` columns as its stdout and
     stderr; everything it wrote, escape codes included ("\\r\\n" as "\\n")."""
@@ -79,7 +84,7 @@ def on_terminal(
     finally:
         os.close(master)
         process.wait(timeout=WAIT)
-    assert process.returncode == 0, output.decode(errors="replace")
+    assert process.returncode == exit_code, output.decode(errors="replace")
     return output.decode().replace("\r\n", "\n")
 
 
@@ -176,6 +181,22 @@ def test_escape_sequences_in_a_step_error_are_shown_escaped_in_the_table(
     shown = runkon("show", failed_id, cwd=root).stdout
     assert "\x1b" not in shown
     assert "exited with code 3 \\x1b[31mred alert" in shown
+
+
+def test_run_progress_is_coloured_on_a_terminal_only(tmp_path: Path) -> None:
+    (tmp_path / "w.wf").write_text(
+        'workflow w { script ok { run = "true" }  script boom { run = "sh boom.sh" } }'
+    )
+    (tmp_path / "boom.sh").write_text("printf '\\033[2J' >&2; exit 3\n")
+    coloured = on_terminal("run", "w.wf", "--db", "a.db", cwd=tmp_path, columns=80, exit_code=1)
+    assert re.search(r"\x1b\[32m\d\d:\d\d:\d\d  step 'ok' completed", coloured), coloured
+    assert re.search(r"\x1b\[1;31m\d\d:\d\d:\d\d  step 'boom' failed", coloured), coloured
+    assert "\x1b[2J" not in coloured  # the script's escape sequence is shown escaped
+    plain = on_terminal(
+        "run", "w.wf", "--db", "b.db", cwd=tmp_path, columns=80, exit_code=1, NO_COLOR="1"
+    )
+    assert "\x1b" not in plain, plain
+    assert "step 'boom' failed: script 'boom' exited with code 3 \\x1b[2J" in plain, plain
 
 
 def test_column_widths_shrink_the_marked_columns_first() -> None:
