@@ -17,9 +17,11 @@ from runkon.cli._common import (
     local_time,
     open_store,
     print_table,
+    program,
     say,
     shorten,
 )
+from runkon.cli._progress import db_option
 from runkon.cli._runs import blocked_on, run_as_json
 from runkon.cli._steps import attempts_by_step, printable, step_json
 from runkon.cli._table import print_fields
@@ -95,7 +97,7 @@ async def show(args: argparse.Namespace) -> int:
         ],
         (_row(index, step, gates.get(step.id)) for index, step in enumerate(steps, 1)),
     )
-    _print_details(run.id, steps, attempts, outputs)
+    _print_details(run.id, steps, attempts, outputs, db=args.db)
     return EXIT_OK
 
 
@@ -104,6 +106,8 @@ def _print_details(
     steps: list[StepRecord],
     attempts: dict[str, list[StepRecord]],
     outputs: dict[str, CapturedOutput | None],
+    *,
+    db: str,
 ) -> None:
     """Under the table, for each step: the variables it ran with, its result, context,
     structured output and error, its attempts and how much its programs wrote.
@@ -126,7 +130,7 @@ def _print_details(
         tries = attempts[step.id]
         if len(tries) > 1:
             fields.append(("attempts", _attempts_text(tries)))
-        logs = _logs_text(run_id, index, outputs.get(step.id))
+        logs = _logs_text(run_id, index, outputs.get(step.id), db)
         if logs:
             fields.append(("logs", logs))
         if step.role == StepRole.GATE or not fields:
@@ -162,7 +166,7 @@ def _attempts_text(tries: list[StepRecord]) -> str:
     return "\n".join(lines)
 
 
-def _logs_text(run_id: str, number: int, output: CapturedOutput | None) -> str:
+def _logs_text(run_id: str, number: int, output: CapturedOutput | None, db: str) -> str:
     """How much the step's programs wrote, and the command printing it ("" if nothing)."""
     if output is None or output.is_empty:
         return ""
@@ -175,7 +179,7 @@ def _logs_text(run_id: str, number: int, output: CapturedOutput | None) -> str:
             lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
             cut = f", {dropped} earlier bytes not kept" if dropped else ""
             sizes.append(f"{stream} {lines} line{'' if lines == 1 else 's'}{cut}")
-    return f"{'; '.join(sizes)} (runkon logs {run_id} {number})"
+    return f"{'; '.join(sizes)} ({program()} logs {run_id} {number}{db_option(db)})"
 
 
 def _print_header(run: RunRecord) -> None:

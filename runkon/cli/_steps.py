@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from runkon.cli._common import CliError
+from runkon.cli._common import CliError, program
 from runkon.persistence import CapturedOutput, GateRecord, StepRecord
 
 __all__ = [
@@ -130,7 +130,7 @@ def select_steps(run_id: str, steps: list[StepRecord], which: str) -> list[tuple
     more = f" and {len(names) - 20} more" if len(names) > 20 else ""
     raise CliError(
         f"run {run_id} has no step {which!r}; give a step name, its number in "
-        f"`runkon show {run_id}` or its id (its steps: {known}{more})"
+        f"`{program()} show {run_id}` or its id (its steps: {known}{more})"
     )
 
 
