@@ -198,7 +198,7 @@ def _print_header(run: RunRecord) -> None:
     if run.inputs:
         fields.append(("inputs", " ".join(f"{k}={v}" for k, v in sorted(run.inputs.items()))))
     if run.working_dir:
-        fields.append(("directory", run.working_dir))
+        fields.append(("workdir", run.working_dir))
     if run.memo.get(MEMO_ACTIONS):
         fields.append(("actions", run.memo[MEMO_ACTIONS]))
     if run.dry_run:

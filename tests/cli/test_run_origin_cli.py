@@ -93,7 +93,7 @@ def test_resume_from_elsewhere_after_a_crash_uses_the_runs_actions_and_directory
     assert (first / "tidy.txt").read_text() == "completed\n"
     assert sorted(path.name for path in second.iterdir()) == []
     shown = runkon("show", run_id, "--db", str(db), cwd=second).stdout
-    assert re.search(rf"^directory\s+{re.escape(str(first))}$", shown, re.M), shown
+    assert re.search(rf"^workdir\s+{re.escape(str(first))}$", shown, re.M), shown
     assert re.search(r"^actions\s+acts$", shown, re.M), shown
 
 
