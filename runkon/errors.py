@@ -25,6 +25,7 @@ __all__ = [
     "LeaseLostError",
     "RunkonError",
     "SchemaVersionError",
+    "SelectionRequiredError",
     "StoreBackendError",
     "StoreClosedError",
     "StoreError",
@@ -242,25 +243,78 @@ class DatabaseReadOnlyError(StoreError):
 
 
 class InvalidSelectionError(GateError):
-    """A gate approval named selections the gate does not offer.
+    """A gate approval's selections break the gate's rules.
+
+    Raised when a selection is not among the gate's options, when a gate without
+    options gets selections, and when a ``select = one`` gate gets more than one. Its
+    subclass :class:`SelectionRequiredError` is raised when a gate needs a choice and
+    got none. The message lists the gate's options and says how to choose.
 
     Attributes:
         step_id: the gate step.
-        invalid: the selections that are not among the gate's options.
+        invalid: the selections that break the rules (empty when none were chosen).
         allowed: the option values the gate offers (empty when it has no options).
+        select: ``"one"`` if the gate takes exactly one option, else ``"many"``.
+        gate_name: the gate's name, when known.
     """
 
-    def __init__(self, step_id: str, *, invalid: list[str], allowed: list[str]) -> None:
+    def __init__(
+        self,
+        step_id: str,
+        *,
+        invalid: list[str],
+        allowed: list[str],
+        select: str = "many",
+        gate_name: str | None = None,
+    ) -> None:
         self.step_id = step_id
         self.invalid = invalid
         self.allowed = allowed
-        if allowed:
-            problem = f"selections {invalid!r} are not options of gate step {step_id!r}"
-            fix = f"choose from {allowed!r}"
-        else:
-            problem = f"gate step {step_id!r} has no options, but selections {invalid!r} were given"
-            fix = "approve it without selections"
-        super().__init__(f"{problem}; {fix}")
+        self.select = select
+        self.gate_name = gate_name
+        super().__init__(self._message(_gate_words(step_id, gate_name)))
+
+    def _message(self, gate: str) -> str:
+        if not self.allowed:
+            return (
+                f"{gate} has no options, but selections {self.invalid!r} were given; "
+                "approve it without selections"
+            )
+        unknown = [value for value in self.invalid if value not in self.allowed]
+        if unknown:
+            return f"selections {unknown!r} are not options of {gate}; {_choose(self)}"
+        return f"{gate} takes exactly one option, got {self.invalid!r}; {_choose(self)}"
+
+
+class SelectionRequiredError(InvalidSelectionError):
+    """A gate with options was approved without choosing one.
+
+    A gate that offers options needs an explicit choice unless its workflow says
+    ``allow_none = true``. Same attributes as :class:`InvalidSelectionError`
+    (``invalid`` is empty).
+    """
+
+    def __init__(
+        self,
+        step_id: str,
+        *,
+        allowed: list[str],
+        select: str = "many",
+        gate_name: str | None = None,
+    ) -> None:
+        super().__init__(step_id, invalid=[], allowed=allowed, select=select, gate_name=gate_name)
+
+    def _message(self, gate: str) -> str:
+        return f"{gate} offers options and needs a choice; {_choose(self)}"
+
+
+def _gate_words(step_id: str, gate_name: str | None) -> str:
+    return f"gate {gate_name!r} (step {step_id!r})" if gate_name else f"gate step {step_id!r}"
+
+
+def _choose(error: InvalidSelectionError) -> str:
+    how_many = "exactly one" if error.select == "one" else "one or more"
+    return f"choose {how_many} of {error.allowed!r}"
 
 
 class InvalidTransitionError(StoreError):

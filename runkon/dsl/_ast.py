@@ -316,6 +316,10 @@ class GateNode(_Located):
 
     ``gate_type`` is the ``type = ...`` option, or the gate's name when it is absent (the
     runkon-flow spelling, where name and type are one identifier).
+
+    A gate with ``options`` needs an explicit choice to be approved, unless
+    ``allow_none`` (``allow_none = true``); ``select = "one"`` lets an approval choose
+    at most one option (``"many"``, the default, any number).
     """
 
     type: Literal["gate"] = "gate"
@@ -328,6 +332,8 @@ class GateNode(_Located):
     on_timeout: Literal["fail", "continue"] = "fail"
     as_identity: str | None = None
     options: GateOptions | None = None
+    select: Literal["one", "many"] = "many"
+    allow_none: bool = False
     quality_gate: QualityGateConfig | None = None
 
     @property

@@ -71,7 +71,18 @@ _LOOP_KEYS = ("max_iterations", "stuck_after", "on_max_iter")
 _DO_KEYS = ("output", "with")
 _PARALLEL_KEYS = ("fail_fast", "min_success", "output", "with")
 _PARALLEL_CALL_KEYS = ("output", "with", "if", "retries")
-_GATE_KEYS = ("type", "prompt", "min_approvals", "mode", "timeout", "on_timeout", "as", "options")
+_GATE_KEYS = (
+    "type",
+    "prompt",
+    "min_approvals",
+    "mode",
+    "timeout",
+    "on_timeout",
+    "as",
+    "options",
+    "select",
+    "allow_none",
+)
 _QUALITY_GATE_KEYS = ("type", "source", "threshold", "on_fail", "as")
 _SCRIPT_KEYS = ("run", "env", "timeout", "retries", "on_fail", "as")
 _FOREACH_KEYS = (
@@ -101,6 +112,8 @@ _QUALITY_MISPLACED = {
     "on_timeout": "quality gates decide at once: remove 'on_timeout'",
     "min_approvals": "quality gates decide by score: remove 'min_approvals'",
     "mode": "quality gates decide by score: remove 'mode'",
+    "select": "a quality gate decides by score and has no options: remove 'select'",
+    "allow_none": "a quality gate decides by score and has no options: remove 'allow_none'",
 }
 _LOOP_ONLY = dict.fromkeys(
     _LOOP_KEYS,
@@ -753,6 +766,8 @@ class _Parser:
         timeout = opts.duration("timeout")
         if timeout is not None and timeout <= 0:
             raise opts.key_error("timeout", "a gate timeout must be longer than zero")
+        options = self.gate_options(opts)
+        select, allow_none = self.choice_rules(opts, options)
         return GateNode(
             name=name.value,
             gate_type=gate_type,
@@ -762,9 +777,28 @@ class _Parser:
             timeout=DEFAULT_GATE_TIMEOUT if timeout is None else timeout,
             on_timeout=opts.choice("on_timeout", ("fail", "continue")) or "fail",
             as_identity=opts.string("as"),
-            options=self.gate_options(opts),
+            options=options,
+            select="one" if select == "one" else "many",
+            allow_none=bool(allow_none),
             **self.loc(start),
         )
+
+    @staticmethod
+    def choice_rules(
+        opts: OptionSet, options: GateOptions | None
+    ) -> tuple[str | None, bool | None]:
+        """``select`` and ``allow_none``: only on a gate that offers options."""
+        select = opts.choice("select", ("one", "many"))
+        allow_none = opts.boolean("allow_none")
+        if options is None:
+            for key in ("select", "allow_none"):
+                if key in opts:
+                    raise opts.key_error(
+                        key,
+                        f"option {key!r} of {opts.owner} needs options to choose from",
+                        hint='add `options = ["a", "b"]`, or remove ' + repr(key),
+                    )
+        return select, allow_none
 
     def gate_options(self, opts: OptionSet) -> GateOptions | None:
         entry = opts.entry("options")

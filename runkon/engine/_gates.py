@@ -15,6 +15,7 @@ import anyio
 
 from runkon.engine._protocols import GateRequest, GateResolver, GateVerdict
 from runkon.engine._state import RunState
+from runkon.errors import InvalidSelectionError
 from runkon.persistence import GateRecord, StepStatus
 
 
@@ -121,13 +122,22 @@ async def _run_resolver(state: RunState, resolver: GateResolver, request: GateRe
         return
     store = state.services.store
     if decision.approved:
-        await store.approve_gate(
-            request.step_id,
-            by=decision.by,
-            feedback=decision.feedback,
-            selections=list(decision.selections) or None,
-            decisive=True,  # the resolver applied the gate's quorum itself
-        )
+        try:
+            await store.approve_gate(
+                request.step_id,
+                by=decision.by,
+                feedback=decision.feedback,
+                selections=list(decision.selections) or None,
+                decisive=True,  # the resolver applied the gate's quorum itself
+            )
+        except InvalidSelectionError as exc:
+            state.log.warning(
+                "gate resolver's selections refused; the gate waits for people and its deadline",
+                gate=request.gate_name,
+                resolver=repr(resolver),
+                error=str(exc),
+            )
+            return
     else:
         await store.reject_gate(request.step_id, by=decision.by, feedback=decision.feedback)
     state.services.gates.wake(request.step_id)

@@ -94,6 +94,8 @@ async def _open(
             min_approvals=node.min_approvals,
             deadline_at=deadline_at,
             timeout_secs=node.timeout,
+            select=node.select,
+            allow_none=node.allow_none,
         ),
         generation=state.generation,
         events=[
@@ -103,6 +105,8 @@ async def _open(
                 gate_type=node.gate_type,
                 prompt=prompt,
                 options=[option.value for option in options],
+                select=node.select,
+                allow_none=node.allow_none,
                 deadline_at=deadline_at.isoformat(),
                 min_approvals=node.min_approvals,
             )

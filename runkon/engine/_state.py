@@ -319,9 +319,14 @@ class RunState:
         return self.position
 
     def set_gate_feedback(self, feedback: str | None, selections: Sequence[str]) -> None:
-        """Feedback flows on as ``{{gate_feedback}}``; selections, joined, take precedence."""
+        """Feedback flows on as ``{{gate_feedback}}``; selections, joined, take precedence.
+
+        The text alone also flows on as ``{{gate_feedback_text}}``, with or without
+        selections. Neither is cleared by a later decision that gives none.
+        """
         if feedback:
             self.gate_feedback = feedback
+            self.vars.set("gate_feedback_text", feedback)
         if selections:
             self.gate_selections = tuple(selections)
             self.gate_feedback = ", ".join(selections)

@@ -6,7 +6,9 @@ Variables visible to a step, later sources overriding earlier ones:
 2. the host's ``injected_variables`` (engine variables below still win);
 3. ``workflow_run_id``, ``workflow_name``, ``dry_run``;
 4. ``prior_context`` (the latest step context), ``prior_contexts`` (JSON array of every
-   context so far), ``prior_output`` (the latest structured output), ``gate_feedback``;
+   context so far), ``prior_output`` (the latest structured output), ``gate_feedback``
+   (the latest gate feedback, or its selections joined by ``, `` when it made some),
+   ``gate_feedback_text`` (the latest gate feedback text, even when selections were made);
 5. string-valued extra fields of earlier FLOW_OUTPUT blocks, oldest first, except the
    reserved engine names.
 
@@ -45,6 +47,7 @@ ENGINE_INJECTED_KEYS = frozenset(
         "prior_contexts",
         "prior_output",
         "gate_feedback",
+        "gate_feedback_text",
         "workflow_status",
     }
 )

@@ -152,7 +152,11 @@ class StepRetrying(_Event):
 
 
 class GateWaiting(_Event):
-    """A gate is waiting for a decision."""
+    """A gate is waiting for a decision.
+
+    ``select`` (``one``/``many``) and ``allow_none`` are the gate's selection rules: how
+    many of its ``options`` an approval may choose, and whether it may choose none.
+    """
 
     type: Literal["gate_waiting"] = "gate_waiting"
     gate_name: str
@@ -160,6 +164,8 @@ class GateWaiting(_Event):
     step_id: str | None = None
     prompt: str | None = None
     options: list[str] = Field(default_factory=list)
+    select: str = "many"
+    allow_none: bool = True
     deadline_at: datetime | None = None
     min_approvals: int = 1
 

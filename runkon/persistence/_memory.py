@@ -71,6 +71,8 @@ class _GateState:
     options: tuple[GateOption, ...]
     min_approvals: int
     deadline_at: datetime | None
+    select: str = "many"
+    allow_none: bool = True
     approvals: dict[str, GateApproval] = field(default_factory=dict)
     decided_by: str | None = None
     selections: tuple[str, ...] | None = None
@@ -568,6 +570,8 @@ class InMemoryStore:
             options=options,
             min_approvals=new_gate.min_approvals,
             deadline_at=None if new_gate.deadline_at is None else truncate_ms(new_gate.deadline_at),
+            select=new_gate.select,
+            allow_none=new_gate.allow_none,
         )
         staged = self._stage_events(run.id, events, now)
         self._steps[step.id] = step
@@ -623,7 +627,14 @@ class InMemoryStore:
         late = self._receipt_if_late(step, gate, now)
         if late is not None:
             return late
-        chosen = rules.check_selections(step_id, gate.options, selections)
+        chosen = rules.check_selections(
+            step_id,
+            gate.options,
+            selections,
+            select=gate.select,
+            allow_none=gate.allow_none,
+            gate_name=step.step_name,
+        )
         if by in gate.approvals and not decisive:
             return GateReceipt(
                 ReceiptOutcome.ALREADY_APPROVED,
@@ -787,6 +798,8 @@ class InMemoryStore:
             feedback=step.gate_feedback,
             selections=gate.selections,
             approvals=tuple(gate.approvals.values()),
+            select=gate.select,
+            allow_none=gate.allow_none,
         )
 
     async def get_gate(self, step_id: str) -> GateRecord:
@@ -836,6 +849,8 @@ class InMemoryStore:
                         opened_at=step.started_at,
                         approvals=len(gate.approvals),
                         min_approvals=gate.min_approvals,
+                        select=gate.select,
+                        allow_none=gate.allow_none,
                     )
                 )
         found.sort(key=_deadline_order)

@@ -573,6 +573,11 @@ class NewGate:
         deadline_at: ABSOLUTE UTC deadline; ``None`` waits forever. On resume the engine
             reuses it, so a gate's timeout never restarts.
         timeout_secs: the configured timeout, kept for display and runkon-flow.
+        select: ``"one"``: an approval chooses at most one option; ``"many"``: any number.
+        allow_none: whether an approval may choose none of the options. The DSL's
+            default is ``false`` (a gate with options needs a choice); this record's
+            default keeps approvals without selections valid for callers that open
+            gates themselves. Meaningless without options.
     """
 
     run_id: str
@@ -586,6 +591,8 @@ class NewGate:
     min_approvals: int = 1
     deadline_at: datetime | None = None
     timeout_secs: float | None = None
+    select: str = "many"
+    allow_none: bool = True
 
 
 @_fast_init
@@ -614,6 +621,8 @@ class GateRecord:
     the approvers' feedback, one line each, and ``selections`` combine every approver's
     selections: their union in approval order, each value once (``None`` when no
     approver selected anything).
+    ``select`` and ``allow_none`` are the selection rules the gate was opened with (see
+    :class:`NewGate`).
     """
 
     step_id: str
@@ -635,12 +644,18 @@ class GateRecord:
     feedback: str | None
     selections: tuple[str, ...] | None
     approvals: tuple[GateApproval, ...]
+    select: str = "many"
+    allow_none: bool = True
 
 
 @_fast_init
 @dataclass(frozen=True, slots=True)
 class WaitingGate:
-    """A gate waiting for a decision, with its run's context (an inbox entry)."""
+    """A gate waiting for a decision, with its run's context (an inbox entry).
+
+    ``select`` and ``allow_none`` say how its options may be chosen (see :class:`NewGate`):
+    an inbox shows radio buttons for ``select = "one"``, checkboxes otherwise.
+    """
 
     step_id: str
     run_id: str
@@ -653,6 +668,8 @@ class WaitingGate:
     opened_at: datetime | None
     approvals: int
     min_approvals: int
+    select: str = "many"
+    allow_none: bool = True
 
 
 @_fast_init

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from runkon.errors import InvalidSelectionError, InvalidTransitionError
+from runkon.errors import InvalidSelectionError, InvalidTransitionError, SelectionRequiredError
 from runkon.persistence._records import (
     TERMINAL_RUN_STATUSES,
     GateDecision,
@@ -33,6 +33,7 @@ __all__ = [
     "GATE_APPROVAL_RECORDED",
     "GATE_RESOLVED",
     "GATE_TIMED_OUT",
+    "SELECT_MODES",
     "STATUS_BY_DECISION",
     "apply_step_update",
     "approval_recorded_event",
@@ -254,16 +255,24 @@ def lease_claimable(
     )
 
 
+SELECT_MODES = ("one", "many")
+
+
 def check_gate_options(new_gate: NewGate) -> tuple[GateOption, ...]:
-    """Validate a new gate's quorum and options; return the options as ``GateOption``s.
+    """Validate a new gate's quorum, options and selection rule; return the options.
 
     Raises:
-        ValueError: ``min_approvals`` is below 1, or two options share a value.
+        ValueError: ``min_approvals`` is below 1, two options share a value, or
+            ``select`` is neither ``"one"`` nor ``"many"``.
     """
     if new_gate.min_approvals < 1:
         raise ValueError(
             f"gate {new_gate.step_name!r}: min_approvals must be at least 1, "
             f"got {new_gate.min_approvals}"
+        )
+    if new_gate.select not in SELECT_MODES:
+        raise ValueError(
+            f"gate {new_gate.step_name!r}: select must be 'one' or 'many', got {new_gate.select!r}"
         )
     options = tuple(GateOption(*option) for option in new_gate.options)
     values = [option.value for option in options]
@@ -273,24 +282,45 @@ def check_gate_options(new_gate: NewGate) -> tuple[GateOption, ...]:
 
 
 def check_selections(
-    step_id: str, options: Sequence[GateOption], selections: Sequence[str] | None
+    step_id: str,
+    options: Sequence[GateOption],
+    selections: Sequence[str] | None,
+    *,
+    select: str = "many",
+    allow_none: bool = True,
+    gate_name: str | None = None,
 ) -> tuple[str, ...] | None:
-    """Check approval selections against the gate's persisted options.
+    """Check approval selections against the gate's persisted options and rules.
+
+    A value chosen twice counts once. A gate with options needs at least one selection
+    unless ``allow_none``; with ``select = "one"`` at most one.
 
     Returns:
-        The selections as a tuple, or None when none were given.
+        The selections as a tuple (repeats removed), or None when none were given.
 
     Raises:
-        InvalidSelectionError: a selection is not an option value, or the gate has no
-            options at all.
+        SelectionRequiredError: the gate has options, none was chosen and
+            ``allow_none`` is false.
+        InvalidSelectionError: a selection is not an option value, the gate has no
+            options at all, or a ``select = "one"`` gate got more than one.
     """
-    if selections is None:
-        return None
-    chosen = tuple(selections)
     allowed = [option.value for option in options]
+    if not selections:
+        if allowed and not allow_none:
+            raise SelectionRequiredError(
+                step_id, allowed=allowed, select=select, gate_name=gate_name
+            )
+        return None if selections is None else ()
+    chosen = tuple(dict.fromkeys(selections))
     invalid = [value for value in chosen if value not in allowed]
-    if invalid or not allowed:
-        raise InvalidSelectionError(step_id, invalid=invalid or list(chosen), allowed=allowed)
+    if invalid or not allowed or (select == "one" and len(chosen) > 1):
+        raise InvalidSelectionError(
+            step_id,
+            invalid=invalid or list(chosen),
+            allowed=allowed,
+            select=select,
+            gate_name=gate_name,
+        )
     return chosen
 
 

@@ -204,6 +204,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        5,
+        "gate selection rules: select = one|many, allow_none (NULL: many, allowed)",
+        """
+        ALTER TABLE workflow_run_steps ADD COLUMN gate_select TEXT;
+        ALTER TABLE workflow_run_steps ADD COLUMN gate_allow_none INTEGER;
+        """,
+    ),
 )
 """runkon's schema changes, in order. Append only."""
 

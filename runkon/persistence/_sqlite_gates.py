@@ -49,7 +49,8 @@ from runkon.persistence._time import format_ts, parse_ts, utc_now
 _GATE_COLUMNS = (
     "id, workflow_run_id, step_name, gate_type, status, position, iteration, resume_key, "
     "gate_prompt, gate_options, gate_min_approvals, gate_deadline_at, started_at, "
-    "ended_at, gate_approved_by, gate_feedback, gate_selections, markers_out"
+    "ended_at, gate_approved_by, gate_feedback, gate_selections, markers_out, gate_select, "
+    "gate_allow_none"
 )
 
 
@@ -67,8 +68,9 @@ def open_gate(
         conn.execute(
             "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, status, "
             "position, iteration, started_at, resume_key, kind, gate_type, gate_prompt, "
-            "gate_timeout, gate_options, gate_deadline_at, gate_min_approvals) "
-            "VALUES (?, ?, ?, 'gate', 'waiting', ?, ?, ?, ?, 'gate', ?, ?, ?, ?, ?, ?)",
+            "gate_timeout, gate_options, gate_deadline_at, gate_min_approvals, gate_select, "
+            "gate_allow_none) "
+            "VALUES (?, ?, ?, 'gate', 'waiting', ?, ?, ?, ?, 'gate', ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 step_id,
                 new_gate.run_id,
@@ -83,6 +85,8 @@ def open_gate(
                 rules.dump_json([{"value": o.value, "label": o.label} for o in options]),
                 deadline_text,
                 new_gate.min_approvals,
+                new_gate.select,
+                int(new_gate.allow_none),
             ),
         )
         conn.execute(
@@ -114,6 +118,8 @@ def open_gate(
         feedback=None,
         selections=None,
         approvals=(),
+        select=new_gate.select,
+        allow_none=new_gate.allow_none,
     )
     return Committed(gate, stored)
 
@@ -218,7 +224,14 @@ def approve_gate(
         if late is not None:
             return Committed(late)
         options = rows.parse_options(step_id, gate["gate_options"])
-        chosen = rules.check_selections(step_id, options, selections)
+        chosen = rules.check_selections(
+            step_id,
+            options,
+            selections,
+            select=rows.gate_select(gate["gate_select"]),
+            allow_none=rows.gate_allow_none(gate["gate_allow_none"]),
+            gate_name=gate["step_name"],
+        )
         inserted = conn.execute(
             "INSERT OR IGNORE INTO runkon_gate_approvals "
             "(step_id, approver, approved_at, feedback, selections) VALUES (?, ?, ?, ?, ?)",
@@ -443,6 +456,8 @@ def get_gate(conn: sqlite3.Connection, step_id: str) -> GateRecord:
         feedback=gate["gate_feedback"],
         selections=rows.selections_from(table, step_id, "gate_selections", gate["gate_selections"]),
         approvals=approvals,
+        select=rows.gate_select(gate["gate_select"]),
+        allow_none=rows.gate_allow_none(gate["gate_allow_none"]),
     )
 
 
@@ -470,6 +485,7 @@ def list_waiting_gates(
     sql = (
         "SELECT s.id, s.workflow_run_id, r.workflow_name, s.step_name, s.gate_type, "
         "s.gate_prompt, s.gate_options, s.gate_deadline_at, s.started_at, s.gate_min_approvals, "
+        "s.gate_select, s.gate_allow_none, "
         "(SELECT COUNT(*) FROM runkon_gate_approvals a WHERE a.step_id = s.id) AS approvals "
         "FROM workflow_run_steps s JOIN workflow_runs r ON r.id = s.workflow_run_id "
         f"WHERE {' AND '.join(clauses)} "
@@ -494,6 +510,8 @@ def list_waiting_gates(
             opened_at=rows.timestamp(table, row["id"], "started_at", row["started_at"]),
             approvals=row["approvals"],
             min_approvals=row["gate_min_approvals"],
+            select=rows.gate_select(row["gate_select"]),
+            allow_none=rows.gate_allow_none(row["gate_allow_none"]),
         )
         for row in conn.execute(sql, params)
     ]

@@ -34,6 +34,8 @@ __all__ = [
     "LEASE_UNTIL",
     "RUN_COLUMNS",
     "STEP_COLUMNS",
+    "gate_allow_none",
+    "gate_select",
     "json_object",
     "parse_options",
     "row_to_approval",
@@ -142,6 +144,18 @@ def selections_from(
 ) -> tuple[str, ...] | None:
     """Parse a JSON array of selection strings (None stays None)."""
     return _string_list(table, row_id, column, text)
+
+
+def gate_select(value: str | None) -> str:
+    """``gate_select`` as stored: ``"one"``; anything else (NULL: a gate opened before
+    the column existed, or by runkon-flow) is ``"many"``."""
+    return "one" if value == "one" else "many"
+
+
+def gate_allow_none(value: int | None) -> bool:
+    """``gate_allow_none`` as stored; NULL (an older gate) allows approving with no
+    selection, as runkon did when it was opened."""
+    return value is None or bool(value)
 
 
 def parse_options(step_id: str, text: str | None) -> tuple[GateOption, ...]:

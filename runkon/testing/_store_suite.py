@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from runkon.testing import _suite_events, _suite_gates, _suite_runs
+from runkon.testing import _suite_choices, _suite_events, _suite_gates, _suite_runs
 from runkon.testing._harness import StoreHarness
 
 __all__ = ["STORE_CONFORMANCE_TESTS", "StoreCheck"]
@@ -26,6 +26,7 @@ StoreCheck = Callable[[StoreHarness], Awaitable[None]]
 STORE_CONFORMANCE_TESTS: tuple[StoreCheck, ...] = (
     *_suite_runs.CHECKS,
     *_suite_gates.CHECKS,
+    *_suite_choices.CHECKS,
     *_suite_events.CHECKS,
 )
 """Every check of the suite, in a stable order."""

@@ -250,6 +250,8 @@ def gate(
     on_timeout: str = "fail",
     as_identity: str | None = None,
     options: dict[str, Any] | None = None,
+    select: str = "many",
+    allow_none: bool = False,
 ) -> dict[str, Any]:
     return {
         "type": "gate",
@@ -262,6 +264,8 @@ def gate(
         "on_timeout": on_timeout,
         "as_identity": as_identity,
         "options": options,
+        "select": select,
+        "allow_none": allow_none,
         "quality_gate": None,
     }
 

@@ -271,11 +271,13 @@ EXPECTED["gates-tour"] = workflow(
             on_timeout="continue",
             as_identity="approver-bot",
             options=list_options("ship", "hold"),
+            select="one",
         ),
         gate(
             "human_review",
             prompt="What should change?",
             options=static_options({"accept": "Accept as is", "revise": "Send back for changes"}),
+            allow_none=True,
         ),
         gate(
             "pick-option", gate_type="human_review", options=step_ref("collect-choices", "options")

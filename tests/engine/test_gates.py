@@ -126,7 +126,9 @@ async def test_deciding_a_gate_twice_or_a_gate_that_is_not_waiting(
         await waiting_gate(engine, handle.run_id)
         with pytest.raises(InvalidSelectionError):
             await engine.approve_gate(handle.run_id, "release-approval", by="a", selections=["x"])
-        first = await engine.approve_gate(handle.run_id, "release-approval", by="alice")
+        first = await engine.approve_gate(
+            handle.run_id, "release-approval", by="alice", selections=["hold"]
+        )
         await handle.result(timeout=10)
         again = await engine.approve_gate(handle.run_id, "release-approval", by="carol")
     assert first.outcome == ReceiptOutcome.ACCEPTED
