@@ -37,6 +37,7 @@ from runkon.errors import GateError as GateError
 from runkon.errors import InvalidSelectionError as InvalidSelectionError
 from runkon.errors import LeaseLostError as LeaseLostError
 from runkon.errors import RunkonError as RunkonError
+from runkon.errors import SelectionRequiredError as SelectionRequiredError
 from runkon.errors import StoreError as StoreError
 from runkon.errors import UnknownGateError as UnknownGateError
 from runkon.errors import UnknownRunError as UnknownRunError
@@ -84,6 +85,7 @@ __all__ = [
     "RunStatus",
     "RunkonError",
     "ScriptEnvProvider",
+    "SelectionRequiredError",
     "SqliteStore",
     "StepContext",
     "StepStatus",

@@ -131,6 +131,13 @@ def test_the_release_example_runs_and_its_gate_is_decided_from_the_cli(tmp_path:
         [gate] = gates
         assert (gate["gate_name"], gate["prompt"]) == ("approve-release", "Ship release 1.2.0?")
         assert [option["value"] for option in gate["options"]] == ["ship", "hold"]
+        assert (gate["select"], gate["allow_none"]) == ("one", False)
+        for wrong in ([], ["--select", "ship", "--select", "hold"]):  # ship OR hold
+            refused = runkon_cli(
+                "approve", gate["run_id"], "approve-release", *wrong, "--db", db, cwd=root
+            )  # fmt: skip
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert "choose exactly one of: ship, hold, e.g. runkon approve " in refused.stderr
         approved = runkon_cli(
             "approve", gate["run_id"], "approve-release", "--select", "ship", "--by", "demo",
             "--db", db, cwd=root,

@@ -81,6 +81,7 @@ EXPECTED: dict[str, list[str]] = {
         "RunStatus",
         "RunkonError",
         "ScriptEnvProvider",
+        "SelectionRequiredError",
         "SqliteStore",
         "StepContext",
         "StepStatus",

@@ -8,6 +8,7 @@ goes on at once. The receipt is printed in words.
 from __future__ import annotations
 
 import argparse
+import shlex
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,8 @@ EPILOG = """\
 Exit status: 0 the decision was accepted (or, for a gate that needs several approvers,
 recorded, or already recorded for this approver), 1 it was refused (the gate was already
 decided, is not waiting, or its deadline has passed), 2 usage error (unknown run or gate,
-an option the gate does not offer, several gates waiting and no GATE given)."""
+an option the gate does not offer, no --select for a gate with options, several --select
+for a gate that takes one, several gates waiting and no GATE given)."""
 
 
 def add_parsers(commands: Any) -> None:
@@ -51,7 +53,8 @@ def add_parsers(commands: Any) -> None:
         "--select",
         action="append",
         metavar="OPTION",
-        help="an option of the gate to select (repeat for several)",
+        help="an option of the gate to select (repeat for several); a gate with options "
+        "needs one unless its workflow says allow_none = true",
     )
     approve.set_defaults(handler=lambda args: execute(approve_gate, args))
     reject = commands.add_parser(
@@ -78,8 +81,9 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--feedback",
         metavar="TEXT",
-        help="a comment kept with the decision; later steps read it as {{gate_feedback}} "
-        "(the engine passes the selected options there instead when --select is given)",
+        help="a comment kept with the decision; later steps read it as "
+        "{{gate_feedback_text}}, and as {{gate_feedback}} unless --select is given (then "
+        "{{gate_feedback}} holds the selected options)",
     )
 
 
@@ -108,16 +112,28 @@ async def _decide(args: argparse.Namespace, *, approve: bool) -> int:
             now = f"waiting now: {', '.join(waiting)}" if waiting else "no gate is waiting now"
             raise CliError(f"run {run.id} has no gate {gate!r} ({now})") from exc
         except runkon.InvalidSelectionError as exc:
-            if not exc.allowed:
-                raise CliError(
-                    f"gate {gate!r} has no options; approve it without --select"
-                ) from exc
-            raise CliError(
-                f"--select {', '.join(exc.invalid)}: not an option of gate {gate!r}; "
-                f"choose from {', '.join(exc.allowed)}"
-            ) from exc
+            raise CliError(_selection_problem(exc, gate, run.id, args.db)) from exc
         after = await _what_next(engine, run.id, args.db, approve)
         return _print_receipt(receipt, run.id, gate, by, approve, after)
+
+
+def _selection_problem(exc: runkon.InvalidSelectionError, gate: str, run_id: str, db: str) -> str:
+    """What is wrong with the approval's ``--select`` and the command that fixes it."""
+    if not exc.allowed:
+        return f"gate {gate!r} has no options; approve it without --select"
+    allowed = ", ".join(exc.allowed)
+    how_many = "exactly one" if exc.select == "one" else "one or more"
+    repeat = "" if exc.select == "one" else " (repeat --select for several)"
+    first = shlex.quote(exc.allowed[0])
+    example = f"{program()} approve {run_id} {shlex.quote(gate)} --select {first}{db_option(db)}"
+    if isinstance(exc, runkon.SelectionRequiredError):
+        problem = f"gate {gate!r} offers options and needs a choice"
+    elif all(value in exc.allowed for value in exc.invalid):
+        problem = f"gate {gate!r} takes exactly one option, got --select {', '.join(exc.invalid)}"
+    else:
+        unknown = ", ".join(value for value in exc.invalid if value not in exc.allowed)
+        problem = f"--select {unknown}: not an option of gate {gate!r}"
+    return f"{problem}; choose {how_many} of: {allowed}{repeat}, e.g. {example}"
 
 
 async def _only_waiting_gate(engine: runkon.FlowEngine, run: RunRecord, db: str) -> str:

@@ -56,6 +56,8 @@ async def drive(
             deadline_at=gate.deadline_at,
             min_approvals=gate.min_approvals,
             approvals=gate.approvals,
+            select=gate.select,
+            allow_none=gate.allow_none,
             indent="          ",
         )
         for line in hint:
@@ -125,6 +127,8 @@ async def _print_progress(
                     options=event.options,
                     deadline_at=event.deadline_at,
                     min_approvals=event.min_approvals,
+                    select=event.select,
+                    allow_none=event.allow_none,
                     indent="          ",
                 ):
                     say(hint)

@@ -112,4 +112,6 @@ def as_json(gate: WaitingGate) -> dict[str, Any]:
         "opened_at": None if gate.opened_at is None else gate.opened_at.isoformat(),
         "approvals": gate.approvals,
         "min_approvals": gate.min_approvals,
+        "select": gate.select,
+        "allow_none": gate.allow_none,
     }

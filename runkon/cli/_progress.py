@@ -175,16 +175,28 @@ def gate_hint(
     deadline_at: datetime | None = None,
     min_approvals: int = 1,
     approvals: int = 0,
+    select: str = "many",
+    allow_none: bool = True,
     indent: str = "",
 ) -> list[str]:
     """How to decide a waiting gate from another terminal, as lines to print (the
-    commands as the user ran runkon: see :func:`~runkon.cli._common.program`)."""
+    commands as the user ran runkon: see :func:`~runkon.cli._common.program`).
+
+    ``--select`` is shown as required when the gate needs a choice (``allow_none`` false).
+    """
     target = f"{run_id} {shlex.quote(gate_name)}{db_option(db)}"
-    select = f" [--select {'|'.join(options)}]" if options else ""
+    flag = f"--select {'|'.join(options)}"
+    choose = "" if not options else f" [{flag}]" if allow_none else f" {flag}"
     lines = []
     details = []
     if options:
-        details.append(f"options: {', '.join(options)}")
+        words = {
+            ("one", False): "choose one",
+            ("one", True): "choose at most one",
+            ("many", False): "choose one or more",
+        }
+        choice = words.get((select, allow_none), "choose any")
+        details.append(f"options: {', '.join(options)} ({choice})")
     if min_approvals > 1:
         details.append(f"approvals: {approvals}/{min_approvals}")
     if deadline_at is not None:
@@ -192,6 +204,6 @@ def gate_hint(
     if details:
         lines.append(f"{indent}{'; '.join(details)}")
     runkon = program()
-    lines.append(f"{indent}approve: {runkon} approve {target}{select} [--feedback TEXT]")
+    lines.append(f"{indent}approve: {runkon} approve {target}{choose} [--feedback TEXT]")
     lines.append(f"{indent}reject:  {runkon} reject {target} [--feedback TEXT]")
     return lines

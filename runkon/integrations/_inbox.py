@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
@@ -246,10 +246,25 @@ def _error_text(exc: ApiError, gate: str) -> str:
     if exc.error == "deadline_passed":
         when = f" at {detail['deadline_at']}" if detail.get("deadline_at") else ""
         return f"Gate {gate} timed out: its deadline passed{when}; nothing changed."
-    if exc.error == "invalid_selection" and detail.get("allowed"):
-        allowed = ", ".join(detail["allowed"])
-        return f"Invalid selection: {exc.message} (choose among: {allowed}); nothing changed."
+    if exc.error in ("selection_required", "invalid_selection") and detail.get("allowed"):
+        return _selection_text(exc.error, detail, gate)
     return f"{exc.message[:1].upper()}{exc.message[1:]}."
+
+
+def _selection_text(error: str, detail: Mapping[str, Any], gate: str) -> str:
+    """Why the ticked options were refused, and what to tick instead."""
+    allowed = list(detail["allowed"])
+    one = detail.get("select") == "one"
+    choose = f"{'one' if one else 'one or more'} of: {', '.join(allowed)}"
+    if error == "selection_required":
+        return f"Gate {gate} needs a choice: tick {choose} before approving; nothing changed."
+    unknown = [value for value in detail.get("invalid") or () if value not in allowed]
+    if unknown:
+        return (
+            f"Invalid selection: {', '.join(unknown)} is not an option of gate {gate}; "
+            f"choose {choose}; nothing changed."
+        )
+    return f"Invalid selection: gate {gate} takes exactly one option ({choose}); nothing changed."
 
 
 # --------------------------------------------------------------------------- live feed
@@ -443,12 +458,29 @@ def render_gate(gate: GateOut, *, base: str, csrf: str, now: datetime) -> str:
     )
     options = ""
     if gate.options:
+        # one radio group per form: a select = one gate never has two options ticked
+        kind = "radio" if gate.select == "one" else "checkbox"
         boxes = "".join(
-            f'<label><input type="checkbox" name="selections" value="{_e(o.value)}"> '
+            f'<label><input type="{kind}" name="selections" value="{_e(o.value)}"> '
             f"{_e(o.label)}</label> "
             for o in gate.options
         )
-        options = f"<fieldset><legend>Options</legend>{boxes}</fieldset>"
+        legend = "Choose one" if gate.select == "one" else "Choose one or more"
+        if gate.allow_none:
+            legend += " (optional)"
+        options = f"<fieldset><legend>{legend}</legend>{boxes}</fieldset>"
+    # Feedback as the answer belongs to gates that ask for one (human_review); elsewhere
+    # it only accompanies an approval or a rejection.
+    answer = (
+        '<button name="action" value="feedback">Send feedback</button> '
+        if gate.gate_type == "human_review"
+        else ""
+    )
+    placeholder = (
+        "Feedback (optional; required for Send feedback)"
+        if answer
+        else "Feedback (optional; kept with the decision)"
+    )
     return (
         f'<article class="gate" data-step="{_e(gate.step_id)}" data-run="{_e(gate.run_id)}">'
         f"<h2>{_e(gate.gate_name)}{kind}</h2>"
@@ -463,10 +495,10 @@ def render_gate(gate: GateOut, *, base: str, csrf: str, now: datetime) -> str:
         f'<input type="hidden" name="gate" value="{_e(gate.step_id)}">'
         f'<input type="hidden" name="gate_name" value="{_e(gate.gate_name)}">'
         f"{options}"
-        f'<textarea name="feedback" aria-label="feedback" placeholder="Feedback (optional; '
-        f'required for Send feedback)"></textarea>'
+        f'<textarea name="feedback" aria-label="feedback" placeholder="{placeholder}">'
+        f"</textarea>"
         f'<button class="approve" name="action" value="approve">Approve</button> '
-        f'<button name="action" value="feedback">Send feedback</button> '
+        f"{answer}"
         f'<button class="reject" name="action" value="reject">Reject</button>'
         f"</form></article>"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -311,7 +311,13 @@ class GateOptionOut(_Model):
 
 
 class GateOut(_Model):
-    """A gate waiting for a decision (an inbox entry)."""
+    """A gate waiting for a decision (an inbox entry).
+
+    ``select`` is ``one`` when an approval may choose at most one option (show radio
+    buttons), else ``many``; ``allow_none`` says whether it may choose none. Approving a
+    gate with options and no selection is refused (422 ``selection_required``) unless
+    ``allow_none``.
+    """
 
     step_id: str
     run_id: str
@@ -324,6 +330,8 @@ class GateOut(_Model):
     opened_at: datetime | None
     approvals: int
     min_approvals: int
+    select: Literal["one", "many"] = "many"
+    allow_none: bool = True
 
     @classmethod
     def of(cls, gate: WaitingGate) -> GateOut:
@@ -339,6 +347,8 @@ class GateOut(_Model):
             opened_at=gate.opened_at,
             approvals=gate.approvals,
             min_approvals=gate.min_approvals,
+            select="one" if gate.select == "one" else "many",
+            allow_none=gate.allow_none,
         )
 
 

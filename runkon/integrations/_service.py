@@ -23,6 +23,7 @@ from runkon import (
     InMemoryWorkflowResolver,
     InputError,
     InvalidSelectionError,
+    SelectionRequiredError,
     UnknownGateError,
     UnknownRunError,
     WorkflowDef,
@@ -387,7 +388,11 @@ class RunkonApi:
         """Approve a gate as the caller (permission ``decide``).
 
         Raises:
-            ApiError: 401/403; 404 unknown run or gate; 422 invalid selections;
+            ApiError: 401/403; 404 unknown run or gate; 422 ``invalid_selection`` (a
+                selection the gate does not offer, or two for a ``select = one`` gate) or
+                ``selection_required`` (a gate with options approved with none, unless it
+                says ``allow_none``), the gate's options in the message and in
+                ``detail.allowed``;
                 409 the gate is already decided or not waiting (the receipt in
                 ``detail``).
         """
@@ -400,11 +405,12 @@ class RunkonApi:
                 selections=request.selections,
             )
         except InvalidSelectionError as exc:
+            required = isinstance(exc, SelectionRequiredError)
             raise ApiError(
                 422,
-                "invalid_selection",
+                "selection_required" if required else "invalid_selection",
                 str(exc),
-                {"invalid": list(exc.invalid), "allowed": list(exc.allowed)},
+                {"invalid": list(exc.invalid), "allowed": list(exc.allowed), "select": exc.select},
             ) from exc
         except UnknownGateError as exc:
             raise ApiError(404, "unknown_gate", str(exc)) from exc
@@ -413,7 +419,11 @@ class RunkonApi:
     async def feedback(
         self, headers: Mapping[str, str], run_id: str, gate: str, request: FeedbackRequest
     ) -> ReceiptOut:
-        """Approve a gate with feedback (a ``human_review``'s answer)."""
+        """Approve a gate with feedback (a ``human_review``'s answer).
+
+        The same decision as :meth:`approve`: on a gate with options the feedback does
+        not replace the choice (422 ``selection_required`` without selections).
+        """
         decision = DecisionRequest(feedback=request.feedback, selections=request.selections)
         return await self.approve(headers, run_id, gate, decision)
 

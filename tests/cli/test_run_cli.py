@@ -64,8 +64,9 @@ def test_approve_from_another_process_finishes_the_waiting_run(
 ) -> None:
     ship(tmp_path, min_approvals=2)
     run, run_id = start_waiting(tmp_path, background)
+    run.wait_for(r"options: ship, hold \(choose one or more\)")
     run.wait_for(
-        rf"approve: {PYTHON_M} approve {run_id} approve-ship --db runs.db \[--select ship\|hold\]"
+        rf"approve: {PYTHON_M} approve {run_id} approve-ship --db runs.db --select ship\|hold "
     )
     assert "step 'check-a' completed" in run.stdout
     assert "[clean]" in run.stdout  # the FLOW_OUTPUT marker of actions/check-a.sh
@@ -78,9 +79,19 @@ def test_approve_from_another_process_finishes_the_waiting_run(
 
     wrong = runkon("approve", run_id, "--select", "maybe", "--db", "runs.db", cwd=tmp_path)
     assert wrong.returncode == 2
-    assert "--select maybe: not an option of gate 'approve-ship'; choose from ship, hold" in (
+    assert "--select maybe: not an option of gate 'approve-ship'; choose one or more of: " in (
         wrong.stderr
     )
+    # a gate with options needs a choice (issue 10.1): exit 2, the options and the flag
+    bare = runkon("approve", run_id, "--feedback", "ok", "--db", "runs.db", cwd=tmp_path)
+    assert bare.returncode == 2, bare.stdout + bare.stderr
+    assert re.fullmatch(
+        "runkon: gate 'approve-ship' offers options and needs a choice; choose one or more "
+        r"of: ship, hold \(repeat --select for several\), e\.g\. "
+        rf"{PYTHON_M} approve {run_id} approve-ship --select ship --db runs\.db\n",
+        bare.stderr,
+    ), bare.stderr
+    assert "Traceback" not in bare.stderr
 
     first = runkon("approve", run_id, "--select", "ship", "--db", "runs.db", cwd=tmp_path)
     assert first.returncode == 0, first.stderr

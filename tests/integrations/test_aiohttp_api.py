@@ -429,6 +429,13 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
         (f"/api/runs/{run_id}/cancel", {"token": "t-vic"}, 403, "forbidden"),
         (f"/api/runs/{run_id}/cancel", {"token": None}, 401, "unauthenticated"),
         (approve, {"body": {"selections": ["ship", "sink"]}}, 422, "invalid_selection"),
+        (approve, {"body": {"feedback": "fine"}}, 422, "selection_required"),
+        (
+            f"/api/runs/{run_id}/gates/approval/feedback",
+            {"body": {"feedback": "ship"}},
+            422,
+            "selection_required",
+        ),
         (
             f"/api/runs/{run_id}/gates/approval/reject",
             {"body": {"selections": ["hold"]}},
@@ -471,6 +478,9 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
     _, invalid = await post(client, approve, body={"selections": ["sink"]})
     assert invalid["detail"]["invalid"] == ["sink"]
     assert invalid["detail"]["allowed"] == ["ship", "hold"]
+    _, required = await post(client, approve, body={})
+    assert required["detail"] == {"invalid": [], "allowed": ["ship", "hold"], "select": "many"}
+    assert "needs a choice; choose one or more of ['ship', 'hold']" in required["message"]
     _, malformed = await post(client, approve, raw="{not json")
     assert malformed["detail"]["errors"][0]["type"] == "json_invalid"
 
@@ -492,7 +502,7 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
 async def test_deciding_an_already_decided_gate_is_a_conflict(client: Client, store: Store) -> None:
     run_id, _ = await start_waiting(client, "release")
     approve = f"/api/runs/{run_id}/gates/approval/approve"
-    assert (await post(client, approve, token="t-alice"))[0] == 200
+    assert (await post(client, approve, token="t-alice", body={"selections": ["ship"]}))[0] == 200
     assert (await finished(client, run_id))["status"] == "completed"
     before = await snapshot(store, run_id)
     for path in (approve, approve.replace("approve", "reject")):
@@ -614,7 +624,9 @@ async def test_events_resume_from_last_event_id_without_gaps_or_repeats(
     resp.close()  # the client goes away mid-run
     await no_subscribers(engine)
 
-    status, _ = await post(client, f"/api/runs/{run_id}/gates/approval/approve")
+    status, _ = await post(
+        client, f"/api/runs/{run_id}/gates/approval/approve", body={"selections": ["ship"]}
+    )
     assert status == 200
     resp = await client.get(
         f"/api/runs/{run_id}/events", headers={**auth(), "Last-Event-ID": str(first[-1].id)}

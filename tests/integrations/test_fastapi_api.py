@@ -156,6 +156,11 @@ REFUSALS: list[tuple[str, str, dict[str, str], Any, int, str]] = [
     ("viewer may not cancel", "/api/runs/{run}/cancel", CAROL, None, 403, "forbidden"),
     ("invalid selection", "/api/runs/{run}/gates/human_approval/approve", ALICE,
      {"selections": ["ship", "yolo"]}, 422, "invalid_selection"),
+    ("no selection on a gate with options", "/api/runs/{run}/gates/human_approval/approve",
+     ALICE, {"feedback": "looks fine"}, 422, "selection_required"),
+    ("feedback is no choice on a gate with options",
+     "/api/runs/{run}/gates/human_approval/feedback", ALICE, {"feedback": "ship"}, 422,
+     "selection_required"),
     ("selections on a rejection", "/api/runs/{run}/gates/human_approval/reject", ALICE,
      {"selections": ["ship"]}, 422, "invalid_selection"),
     ("approver named in the body", "/api/runs/{run}/gates/human_approval/approve", ALICE,
@@ -247,6 +252,23 @@ async def test_bad_requests_are_422_error_bodies(store: Store) -> None:
         assert await store.list_runs() == []
 
 
+async def test_approving_a_gate_with_options_without_a_choice_is_a_422_listing_them(
+    store: Store,
+) -> None:
+    async with serving(store) as h:
+        run_id = await h.start("ship", {"ticket": "T-10"})
+        answer = await h.client.post(
+            f"/api/runs/{run_id}/gates/human_approval/approve", json={}, headers=ALICE
+        )
+        assert answer.status_code == 422, answer.text
+        body = answer.json()
+        assert body["error"] == "selection_required"
+        assert "needs a choice; choose one or more of ['ship', 'hold']" in body["message"]
+        assert body["detail"] == {"invalid": [], "allowed": ["ship", "hold"], "select": "many"}
+        [gate] = (await h.client.get("/api/gates", params={"run_id": run_id}, headers=ALICE)).json()
+        assert (gate["select"], gate["allow_none"], gate["approvals"]) == ("many", False, 0)
+
+
 async def test_cookie_authenticated_writes_from_another_site_are_refused(store: Store) -> None:
     async with serving(store) as h:
         run_id = await h.start("ship", {"ticket": "T-6"})
@@ -259,6 +281,7 @@ async def test_cookie_authenticated_writes_from_another_site_are_refused(store: 
         assert await store_state(store, run_id) == before
         same_site = await h.client.post(
             f"/api/runs/{run_id}/gates/human_approval/approve",
+            json={"selections": ["ship"]},
             headers={"Cookie": "runkon_token=t-alice", "Origin": "http://testserver"},
         )
         assert same_site.json()["outcome"] == "accepted"
@@ -314,8 +337,9 @@ async def test_a_rule_on_the_gate_name_holds_when_the_gate_is_named_by_step_id(
             )
             assert answer.status_code == 403, (ref, answer.text)
         assert await store_state(store, run_id) == before
+        body = {"selections": ["ship"]} if decision == "approve" else {}
         answer = await h.client.post(
-            f"/api/runs/{run_id}/gates/{gate.step_id}/{decision}", json={}, headers=ALICE
+            f"/api/runs/{run_id}/gates/{gate.step_id}/{decision}", json=body, headers=ALICE
         )
         assert answer.status_code == 200, answer.text
 

@@ -1,6 +1,7 @@
 """The inbox in a real headless Chromium against ``serve()`` running in its own process:
 sign in through the printed link, see a waiting gate, see a second one appear live
-(without a reload), approve with a selection, see the run complete.
+(without a reload), be refused an approval without a choice, pick one radio option,
+approve, see the run complete with that choice.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); the test
 FAILS when they are missing — it never skips.
@@ -34,7 +35,7 @@ SHIP = """
 workflow ship {
   inputs { ticket required }
   gate human_approval {
-    prompt = "Ship {{ticket}}?"  options = ["ship", "hold"]  timeout = "1h"
+    prompt = "Ship {{ticket}}?"  options = ["ship", "hold"]  select = one  timeout = "1h"
   }
   if human_approval.ship { call deploy }
 }
@@ -146,6 +147,19 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.quit()
 
 
+def events(server: Server, run_id: str) -> list[tuple[str, dict[str, object]]]:
+    """The run's stored events (type, data), read once from the API's event stream (it
+    ends with the run)."""
+    with server.api.stream("GET", f"/api/runs/{run_id}/events") as answer:
+        text = "".join(answer.iter_text())
+    found = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields and "data" in fields:
+            found.append((fields["event"], json.loads(fields["data"])))
+    return found
+
+
 def gate_card(driver: WebDriver, run_id: str, *, timeout: float = 10) -> WebElement:
     found: list[WebElement] = WebDriverWait(driver, timeout).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, f'article.gate[data-run="{run_id}"]')
@@ -176,9 +190,25 @@ def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
     assert "Ship T-2?" in gate_card(browser, second).text
     assert browser.execute_script("return window.loadedOnce") is True
 
-    # approve the first with a selection
+    # approving with no option chosen is refused, with the options named (issue 10.1)
     card = gate_card(browser, first)
-    card.find_element(By.CSS_SELECTOR, 'input[name="selections"][value="ship"]').click()
+    assert not card.find_elements(By.CSS_SELECTOR, 'button[value="feedback"]')
+    card.find_element(By.CSS_SELECTOR, 'button[value="approve"]').click()
+    refused = WebDriverWait(browser, 10).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".notice.error")
+    )[0]
+    assert "needs a choice: tick one of: ship, hold" in refused.text
+    assert server.api.get(f"/api/runs/{first}").json()["status"] == "waiting"
+
+    # select = one: radio buttons, so picking "ship" after "hold" leaves only "ship"
+    card = gate_card(browser, first)
+    hold = card.find_element(By.CSS_SELECTOR, 'input[name="selections"][value="hold"]')
+    ship = card.find_element(By.CSS_SELECTOR, 'input[name="selections"][value="ship"]')
+    assert ship.get_attribute("type") == "radio"
+    hold.click()
+    ship.click()
+    assert ship.is_selected()
+    assert not hold.is_selected()
     card.find_element(By.CSS_SELECTOR, 'button[value="approve"]').click()
     notice = WebDriverWait(browser, 10).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, ".notice.ok")
@@ -198,8 +228,10 @@ def test_sign_in_see_gates_arrive_live_approve_and_see_the_run_complete(
     assert run["status"] == "completed"
     assert [(s["name"], s["status"]) for s in run["steps"]] == [
         ("human_approval", "completed"),
-        ("deploy", "completed"),
+        ("deploy", "completed"),  # the run went on with the choice: `if human_approval.ship`
     ]
+    [resolved] = [data for kind, data in events(server, first) if kind == "gate_resolved"]
+    assert resolved["selections"] == ["ship"]
 
     # the server stops promptly although the page's live stream is still open
     began = time.monotonic()
