@@ -137,7 +137,8 @@ def test_the_release_example_runs_and_its_gate_is_decided_from_the_cli(tmp_path:
                 "approve", gate["run_id"], "approve-release", *wrong, "--db", db, cwd=root
             )  # fmt: skip
             assert refused.returncode == 2, refused.stdout + refused.stderr
-            assert "choose exactly one of: ship, hold, e.g. runkon approve " in refused.stderr
+            assert "choose exactly one of: ship, hold, e.g. " in refused.stderr
+            assert f" approve {gate['run_id']} approve-release --select ship" in refused.stderr
         approved = runkon_cli(
             "approve", gate["run_id"], "approve-release", "--select", "ship", "--by", "demo",
             "--db", db, cwd=root,
