@@ -246,7 +246,8 @@ class InvalidSelectionError(GateError):
     """A gate approval's selections break the gate's rules.
 
     Raised when a selection is not among the gate's options, when a gate without
-    options gets selections, and when a ``select = one`` gate gets more than one. Its
+    options gets selections, and when a ``select = one`` gate gets more than one (also
+    across the approvals of a gate that needs several: they must agree). Its
     subclass :class:`SelectionRequiredError` is raised when a gate needs a choice and
     got none. The message lists the gate's options and says how to choose.
 
@@ -256,6 +257,8 @@ class InvalidSelectionError(GateError):
         allowed: the option values the gate offers (empty when it has no options).
         select: ``"one"`` if the gate takes exactly one option, else ``"many"``.
         gate_name: the gate's name, when known.
+        earlier: for a ``select = one`` gate needing several approvals, the option the
+            earlier approvals chose when this one chose another (else empty).
     """
 
     def __init__(
@@ -266,15 +269,22 @@ class InvalidSelectionError(GateError):
         allowed: list[str],
         select: str = "many",
         gate_name: str | None = None,
+        earlier: list[str] | None = None,
     ) -> None:
         self.step_id = step_id
         self.invalid = invalid
         self.allowed = allowed
         self.select = select
         self.gate_name = gate_name
+        self.earlier = earlier or []
         super().__init__(self._message(_gate_words(step_id, gate_name)))
 
     def _message(self, gate: str) -> str:
+        if self.earlier:
+            return (
+                f"{gate} takes exactly one option and earlier approvals chose "
+                f"{self.earlier[0]!r}; approve with {self.earlier[0]!r} too, or reject it"
+            )
         if not self.allowed:
             return (
                 f"{gate} has no options, but selections {self.invalid!r} were given; "

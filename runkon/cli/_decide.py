@@ -126,6 +126,12 @@ def _selection_problem(exc: runkon.InvalidSelectionError, gate: str, run_id: str
     repeat = "" if exc.select == "one" else " (repeat --select for several)"
     first = shlex.quote(exc.allowed[0])
     example = f"{program()} approve {run_id} {shlex.quote(gate)} --select {first}{db_option(db)}"
+    if exc.earlier:
+        agreed = shlex.quote(exc.earlier[0])
+        return (
+            f"gate {gate!r} takes exactly one option and earlier approvals chose "
+            f"{exc.earlier[0]}; approve with --select {agreed} too, or reject it"
+        )
     if isinstance(exc, runkon.SelectionRequiredError):
         problem = f"gate {gate!r} offers options and needs a choice"
     elif all(value in exc.allowed for value in exc.invalid):

@@ -258,6 +258,12 @@ def _selection_text(error: str, detail: Mapping[str, Any], gate: str) -> str:
     choose = f"{'one' if one else 'one or more'} of: {', '.join(allowed)}"
     if error == "selection_required":
         return f"Gate {gate} needs a choice: tick {choose} before approving; nothing changed."
+    if detail.get("earlier"):
+        agreed = detail["earlier"][0]
+        return (
+            f"Invalid selection: gate {gate} takes exactly one option and earlier approvals "
+            f"chose {agreed}; tick {agreed} too, or reject it; nothing changed."
+        )
     unknown = [value for value in detail.get("invalid") or () if value not in allowed]
     if unknown:
         return (

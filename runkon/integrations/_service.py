@@ -410,7 +410,12 @@ class RunkonApi:
                 422,
                 "selection_required" if required else "invalid_selection",
                 str(exc),
-                {"invalid": list(exc.invalid), "allowed": list(exc.allowed), "select": exc.select},
+                {
+                    "invalid": list(exc.invalid),
+                    "allowed": list(exc.allowed),
+                    "select": exc.select,
+                    "earlier": list(exc.earlier),
+                },
             ) from exc
         except UnknownGateError as exc:
             raise ApiError(404, "unknown_gate", str(exc)) from exc

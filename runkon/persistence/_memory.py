@@ -643,6 +643,15 @@ class InMemoryStore:
                 approvals=len(gate.approvals),
                 approvals_needed=gate.min_approvals,
             )
+        if not decisive:
+            rules.check_agreement(
+                step_id,
+                gate.options,
+                [a.selections for a in gate.approvals.values() if a.approver != by],
+                chosen,
+                select=gate.select,
+                gate_name=step.step_name,
+            )
         approvals = dict(gate.approvals)
         approvals.setdefault(by, GateApproval(by, now, feedback, chosen))
         if len(approvals) < gate.min_approvals and not decisive:

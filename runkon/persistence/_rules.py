@@ -40,6 +40,7 @@ __all__ = [
     "as_mapping",
     "blocked_on_for_gate",
     "cancellation_event",
+    "check_agreement",
     "check_gate_options",
     "check_run_not_finished",
     "check_run_transition",
@@ -322,6 +323,35 @@ def check_selections(
             gate_name=gate_name,
         )
     return chosen
+
+
+def check_agreement(
+    step_id: str,
+    options: Sequence[GateOption],
+    earlier: Sequence[Sequence[str] | None],
+    chosen: Sequence[str] | None,
+    *,
+    select: str,
+    gate_name: str | None = None,
+) -> None:
+    """A ``select = "one"`` gate needing several approvals passes with one option: an
+    approval choosing another option than the earlier ones is refused.
+
+    Raises:
+        InvalidSelectionError: with ``earlier`` set to the option already chosen.
+    """
+    if select != "one" or not chosen:
+        return
+    combined = combined_selections([*earlier, chosen])
+    if combined is not None and len(combined) > 1:
+        raise InvalidSelectionError(
+            step_id,
+            invalid=list(chosen),
+            allowed=[option.value for option in options],
+            select=select,
+            gate_name=gate_name,
+            earlier=[value for value in combined if value not in chosen],
+        )
 
 
 def decision_for_status(status: StepStatus, markers: Sequence[str] = ()) -> GateDecision | None:

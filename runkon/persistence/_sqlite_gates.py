@@ -232,6 +232,15 @@ def approve_gate(
             allow_none=rows.gate_allow_none(gate["gate_allow_none"]),
             gate_name=gate["step_name"],
         )
+        if not decisive:
+            rules.check_agreement(
+                step_id,
+                options,
+                [a.selections for a in _approvals(conn, step_id) if a.approver != by],
+                chosen,
+                select=rows.gate_select(gate["gate_select"]),
+                gate_name=gate["step_name"],
+            )
         inserted = conn.execute(
             "INSERT OR IGNORE INTO runkon_gate_approvals "
             "(step_id, approver, approved_at, feedback, selections) VALUES (?, ?, ?, ?, ?)",

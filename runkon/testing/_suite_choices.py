@@ -54,7 +54,7 @@ async def a_gate_with_options_needs_a_choice_unless_none_is_allowed(h: StoreHarn
 
 
 async def select_one_takes_at_most_one_option(h: StoreHarness) -> None:
-    """A select='one' gate refuses two options (nothing changes) and takes one."""
+    """A select='one' gate refuses two options, also across a quorum's approvals."""
     store = h.store
     run, gen = await leased_run(store)
     gate = await store.open_gate(
@@ -76,6 +76,16 @@ async def select_one_takes_at_most_one_option(h: StoreHarness) -> None:
     receipt = await store.approve_gate(gate.step_id, by="alice", selections=["ship", "ship"])
     assert receipt.approvals == 1
     assert (await store.get_gate(gate.step_id)).approvals[0].selections == ("ship",)
+    # the approvals of a quorum must agree on the one option
+    recorded = await store.get_gate(gate.step_id)
+    other = await raises(
+        InvalidSelectionError, store.approve_gate(gate.step_id, by="bob", selections=["hold"])
+    )
+    assert (other.invalid, other.earlier) == (["hold"], ["ship"])
+    assert "earlier approvals chose 'ship'" in str(other)
+    assert await store.get_gate(gate.step_id) == recorded
+    assert (await store.approve_gate(gate.step_id, by="bob", selections=["ship"])).accepted
+    assert (await store.get_gate(gate.step_id)).selections == ("ship",)
 
 
 CHECKS = [

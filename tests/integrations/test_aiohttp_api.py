@@ -479,7 +479,12 @@ async def test_refused_decisions_change_nothing(client: Client, store: Store) ->
     assert invalid["detail"]["invalid"] == ["sink"]
     assert invalid["detail"]["allowed"] == ["ship", "hold"]
     _, required = await post(client, approve, body={})
-    assert required["detail"] == {"invalid": [], "allowed": ["ship", "hold"], "select": "many"}
+    assert required["detail"] == {
+        "invalid": [],
+        "allowed": ["ship", "hold"],
+        "select": "many",
+        "earlier": [],
+    }
     assert "needs a choice; choose one or more of ['ship', 'hold']" in required["message"]
     _, malformed = await post(client, approve, raw="{not json")
     assert malformed["detail"]["errors"][0]["type"] == "json_invalid"

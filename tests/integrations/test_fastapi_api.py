@@ -264,7 +264,12 @@ async def test_approving_a_gate_with_options_without_a_choice_is_a_422_listing_t
         body = answer.json()
         assert body["error"] == "selection_required"
         assert "needs a choice; choose one or more of ['ship', 'hold']" in body["message"]
-        assert body["detail"] == {"invalid": [], "allowed": ["ship", "hold"], "select": "many"}
+        assert body["detail"] == {
+            "invalid": [],
+            "allowed": ["ship", "hold"],
+            "select": "many",
+            "earlier": [],
+        }
         [gate] = (await h.client.get("/api/gates", params={"run_id": run_id}, headers=ALICE)).json()
         assert (gate["select"], gate["allow_none"], gate["approvals"]) == ("many", False, 0)
 

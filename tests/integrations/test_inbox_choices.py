@@ -101,3 +101,43 @@ async def test_approving_without_a_choice_shows_the_refusal_and_changes_nothing(
         assert h.rec.names == []  # hold: deploy is skipped, by choice
         gate = await store.get_gate(step)
         assert (gate.selections, gate.feedback) == (("hold",), "not yet")
+
+
+QUORUM = runkon.parse_workflow(
+    """
+    workflow pair {
+      gate approve-release {
+        type = human_approval  options = ["ship", "hold"]  select = one  min_approvals = 2
+        timeout = "1h"
+      }
+      if approve-release.ship { call deploy }
+    }
+    """
+)
+
+
+async def test_the_approvals_of_a_select_one_quorum_must_agree(store: Store) -> None:
+    async with serving(store, workflows={**CATALOG, "pair": QUORUM}) as h:
+        run_id = await h.start("pair")
+        step = (await h.waiting(run_id))[0].step_id
+        form = [("run_id", run_id), ("gate", step), ("gate_name", "approve-release")]
+        csrf = csrf_of((await h.client.get("/inbox", headers=ALICE_COOKIE)).text)
+        first = await post_form(
+            h, [("csrf", csrf), *form, ("action", "approve"), ("selections", "ship")]
+        )
+        assert "1/2 approvals so far" in first.text
+
+        bob = {"Cookie": "runkon_token=t-bob", "Origin": "http://testserver"}
+        bob_csrf = csrf_of((await h.client.get("/inbox", headers=bob)).text)
+        fields = [("csrf", bob_csrf), *form, ("action", "approve"), ("selections", "hold")]
+        body = str(httpx.QueryParams(fields)).encode()
+        refused = await h.client.post(
+            "/inbox/decide", content=body, headers={**bob, "Content-Type": FORM}
+        )
+        assert refused.status_code == 422
+        assert (
+            "Invalid selection: gate approve-release takes exactly one option and earlier "
+            "approvals chose ship; tick ship too, or reject it; nothing changed."
+        ) in refused.text
+        assert (await store.get_gate(step)).approvals[0].approver == "alice"
+        assert len((await store.get_gate(step)).approvals) == 1
