@@ -10,7 +10,8 @@ left is recorded ``failed`` (or ``timed_out``) and retried; after the last one:
 - otherwise the step fails, and with ``fail_fast`` the block stops.
 
 A cancelled attempt is recorded ``failed`` ("cancelled") under a shield, then the
-cancellation continues.
+cancellation continues. Lone surrogates in an attempt's output or error (text UTF-8
+cannot encode) are replaced by U+FFFD before anything is stored or passed on.
 
 Each attempt's row records the variables it runs with (``inputs``, bounded) and, when
 programs ran during the attempt (a script, an executor using ``run_program``), the tail
@@ -32,6 +33,7 @@ import anyio
 from runkon.dsl import AgentRef, OnFail
 from runkon.engine._capture import CaptureScope
 from runkon.engine._state import RunState, event, extras_of
+from runkon.engine._text import valid_data, valid_text
 from runkon.errors import StoreError
 from runkon.persistence import CapturedOutput, StepRecord, StepRole, StepStatus, StepUpdate
 
@@ -61,8 +63,25 @@ AttemptFn = Callable[[StepRecord, int, str | None], Awaitable[Outcome]]
 
 
 def describe_error(exc: BaseException) -> str:
-    text = str(exc)
+    text = valid_text(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def valid_outcome(outcome: Outcome) -> Outcome:
+    """The attempt's outcome with lone surrogates in its text replaced by U+FFFD (see
+    ``runkon.engine._text``): what executors and scripts return is stored as given
+    otherwise, and a step never fails on it."""
+    if isinstance(outcome, Failure):
+        return Failure(valid_text(outcome.error), outcome.timed_out)
+    structured = outcome.structured_output
+    return Success(
+        markers=tuple(valid_text(marker) for marker in outcome.markers),
+        context=valid_text(outcome.context),
+        structured_output=None if structured is None else valid_text(structured),
+        result_text=None if outcome.result_text is None else valid_text(outcome.result_text),
+        child_run_id=outcome.child_run_id,
+        metadata=valid_data(dict(outcome.metadata)),
+    )
 
 
 async def mark_cancelled(
@@ -161,6 +180,7 @@ async def run_attempts(
                     await mark_cancelled(state, step, output=output)
                 raise
         output = None if capture is None else capture.result()
+        outcome = valid_outcome(outcome)
         if isinstance(outcome, Success):
             await state.update_step(
                 step.id,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from runkon.dsl import WorkflowDef
 from runkon.engine._errors import InputError
+from runkon.engine._text import has_surrogate
 
 _TRUE_FALSE = ("true", "false")
 
@@ -27,11 +28,18 @@ def apply_inputs(workflow: WorkflowDef, given: Mapping[str, object] | None) -> d
     Python bool). ``item.*`` keys (set by ``foreach``) pass through undeclared.
 
     Raises:
-        InputError: a required input is missing, an input is not declared, or a boolean
-            input has another value. The message names every problem and the fix.
+        InputError: a required input is missing, an input is not declared, a boolean
+            input has another value, or a value is not valid text (it holds a lone
+            surrogate, e.g. bytes that were not UTF-8). The message names every problem
+            and the fix.
     """
     values = {name: _as_text(name, value) for name, value in (given or {}).items()}
-    problems: list[str] = []
+    problems: list[str] = [
+        f"input {name!r} is not valid text (a lone surrogate, e.g. from bytes that are not "
+        "UTF-8); pass UTF-8 text"
+        for name, value in values.items()
+        if has_surrogate(name) or has_surrogate(value)
+    ]
     declared = {decl.name: decl for decl in workflow.inputs}
     for name in values:
         if name not in declared and not name.startswith("item."):

@@ -25,6 +25,7 @@ from runkon.engine._node_call_workflow import resolve_workflow
 from runkon.engine._protocols import FanOutItem, ProviderContext
 from runkon.engine._services import ChildRequest
 from runkon.engine._state import RunState, event
+from runkon.engine._text import valid_data, valid_text
 from runkon.engine._variables import substitute
 from runkon.errors import DslError, ExecutionError, StoreError
 from runkon.persistence import (
@@ -166,7 +167,15 @@ class _Fanout:
             return
         await state.store.insert_fan_out_items(
             self.step.id,
-            [NewFanOutItem(i.item_type, i.item_id, i.item_ref, dict(i.context)) for i in items],
+            [
+                NewFanOutItem(
+                    valid_text(i.item_type),
+                    valid_text(i.item_id),
+                    valid_text(i.item_ref),
+                    valid_data(dict(i.context)),
+                )
+                for i in items
+            ],
             run_id=state.run_id,
             generation=state.generation,
             events=[event("fan_out_items_collected", step_name=self.name, count=len(items))],
@@ -178,7 +187,7 @@ class _Fanout:
         if not self.rows:
             await self.finish()
             return
-        for blocker, dependent in edges:
+        for blocker, dependent in valid_data([tuple(edge) for edge in edges]):
             if blocker in self.rows and dependent in self.rows and blocker != dependent:
                 self.blockers.setdefault(dependent, set()).add(blocker)
                 self.dependents.setdefault(blocker, set()).add(dependent)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,9 @@ import anyio
 
 from runkon._log import get_logger
 from runkon.dsl import WorkflowDef
+from runkon.engine._text import has_surrogate, valid_data, valid_text
 from runkon.engine._variables import ContextEntry, RunVariables
+from runkon.errors import StoreError
 from runkon.persistence import (
     NewEvent,
     NewStep,
@@ -94,12 +96,16 @@ def extras_of(structured_output: str | None) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if k not in ("markers", "context")}
+    extras = {k: v for k, v in data.items() if k not in ("markers", "context")}
+    return valid_data(extras)  # type: ignore[no-any-return]  # JSON escapes of surrogates
 
 
 def event(type: str, **data: Any) -> NewEvent:
-    """A :class:`NewEvent` of ``type`` with ``data`` (``None`` values dropped)."""
-    return NewEvent(type, {key: value for key, value in data.items() if value is not None})
+    """A :class:`NewEvent` of ``type`` with ``data`` (``None`` values dropped, lone
+    surrogates in its text replaced)."""
+    return NewEvent(
+        type, valid_data({key: value for key, value in data.items() if value is not None})
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +304,7 @@ class RunState:
             self.results[key_name] = StepResult(key_name, StepStatus.FAILED, result_text=error)
         self.failed = True
         if self.error is None:
-            self.error = error
+            self.error = valid_text(error)
         self.log.info("step failed", step=key_name, error=error)
 
     def cancel_requested(self) -> bool:
@@ -362,7 +368,7 @@ class RunState:
                 resume_key=key,
                 parallel_group_id=parallel_group_id,
                 kind=kind,
-                inputs=inputs or {},
+                inputs=valid_data(dict(inputs)) if inputs else {},
             ),
             generation=self.generation,
             events=events,
@@ -372,13 +378,58 @@ class RunState:
     async def update_step(
         self, step_id: str, update: StepUpdate, events: Sequence[NewEvent] = ()
     ) -> StepRecord:
-        step: StepRecord = await self.store.update_step(
-            step_id, update, generation=self.generation, events=events
-        )
+        """Write a change to a step (fenced), its text made storable (see
+        ``runkon.engine._text``).
+
+        If the store refuses the change for another reason than the lease or the step's
+        state (a ``StoreError``), the step is closed ``failed`` with that reason before the
+        error propagates (the run then fails): no row is left ``running``.
+        """
+        update = _valid_update(update)
+        try:
+            step: StepRecord = await self.store.update_step(
+                step_id, update, generation=self.generation, events=events
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            await self._close_unwritable(step_id, exc)
+            raise
         return step
+
+    async def _close_unwritable(self, step_id: str, exc: Exception) -> None:
+        reason = valid_text(str(exc))
+        what = f"the step's result could not be stored: {type(exc).__name__}: {reason}"
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.update_step(
+                    step_id,
+                    StepUpdate(StepStatus.FAILED, result_text=what, step_error=what),
+                    generation=self.generation,
+                )
+            except Exception as again:
+                self.log.warning("step left unclosed", step_id=step_id, error=str(again))
 
     async def append_events(self, *events: NewEvent) -> None:
         await self.store.append_events(self.run.id, events, generation=self.generation)
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started_at) * 1000)
+
+
+def _valid_update(update: StepUpdate) -> StepUpdate:
+    """``update`` with lone surrogates in its text replaced (itself when it has none)."""
+    texts = (update.result_text, update.context_out, update.structured_output, update.step_error)
+    markers = tuple(update.markers_out or ())
+    if not any(text is not None and has_surrogate(text) for text in (*texts, *markers)):
+        return update
+    return replace(
+        update,
+        result_text=None if update.result_text is None else valid_text(update.result_text),
+        context_out=None if update.context_out is None else valid_text(update.context_out),
+        structured_output=None
+        if update.structured_output is None
+        else valid_text(update.structured_output),
+        step_error=None if update.step_error is None else valid_text(update.step_error),
+        markers_out=None if update.markers_out is None else [valid_text(m) for m in markers],
+    )
