@@ -139,7 +139,9 @@ class FlowEngine:
     Use it as ``async with FlowEngine(store=..., actions=...) as engine:``; the block
     opens the store, starts the background services (one lease keeper for all runs, one
     notification listener) and, on exit, stops every run it still drives WITHOUT marking
-    it cancelled — such runs stay resumable (``engine.resume(run_id)``).
+    it cancelled — such runs stay resumable (``engine.resume(run_id)``). An exception
+    raised in the block leaves it as itself, never wrapped in an ``ExceptionGroup``
+    (see :meth:`__aexit__` for the one case where a group surfaces).
 
     Args:
         store: where runs live (``InMemoryStore()``, ``SqliteStore(path)``, ...).
