@@ -1009,8 +1009,11 @@ class FlowEngine:
     ) -> GateReceipt:
         """Approve a gate (by run and gate name, or ``run_id=None`` and its step id).
 
-        ``feedback`` reaches later steps as ``{{gate_feedback}}`` (a ``human_review``'s
-        answer); ``selections`` must be among the gate's options. With
+        ``feedback`` reaches later steps as ``{{gate_feedback_text}}``, and as
+        ``{{gate_feedback}}`` unless selections were made (a ``human_review``'s answer);
+        ``selections`` must be among the gate's options. A gate with options needs at
+        least one selection unless its workflow says ``allow_none = true``, and at most
+        one with ``select = one`` (a quorum's approvals must then agree). With
         ``min_approvals = N`` the gate passes at the N-th distinct approver, with the
         union of all approvers' selections (in approval order, each value once). The
         decision wakes the waiting run at once, in this process or another. After the
@@ -1024,7 +1027,10 @@ class FlowEngine:
 
         Raises:
             UnknownGateError: the run has no gate of that name.
-            InvalidSelectionError: a selection is not one of the gate's options.
+            SelectionRequiredError: the gate has options and none was selected (its
+                workflow does not say ``allow_none = true``); nothing is recorded.
+            InvalidSelectionError: a selection is not one of the gate's options, or a
+                ``select = one`` gate got more than one; nothing is recorded.
         """
         step_id = await self._gate_step_id(run_id, gate)
         receipt: GateReceipt = await self.store.approve_gate(

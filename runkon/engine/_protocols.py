@@ -73,7 +73,8 @@ class ActionParams:
 
     Attributes:
         name: the agent as written (a name or a path).
-        inputs: the variable map (§3.4): inputs, ``prior_context``, ``gate_feedback``, ...
+        inputs: the variable map (§3.4): inputs, ``prior_context``, ``gate_feedback``,
+            ``gate_feedback_text`` (the feedback text even when selections were made), ...
         retries_remaining: attempts left after this one.
         retry_error: the previous attempt's error, on a retry.
         snippets: ``with`` snippets (enclosing ``do``/``parallel`` blocks' first).
