@@ -10,7 +10,7 @@ step ran twice, every run (children included) ended, each run's events have no g
 ``PRAGMA integrity_check`` is ok (``benchmarks/_chaos_campaign.py`` has the details).
 
 The random trials' seed is printed when one fails; ``RUNKON_CHAOS_SEED=S`` reruns them,
-``RUNKON_CHAOS_TRIALS=N`` sets how many run (default 4). The tests carry the marker
+``RUNKON_CHAOS_TRIALS=N`` sets how many run (default 3). The tests carry the marker
 ``chaos`` (``-m "not chaos"`` leaves them out); they take ~1-2 minutes on two cores.
 """
 
@@ -39,7 +39,7 @@ from benchmarks._chaos_campaign import (
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 SEED = int(os.environ.get("RUNKON_CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
-TRIALS = int(os.environ.get("RUNKON_CHAOS_TRIALS", "4"))
+TRIALS = int(os.environ.get("RUNKON_CHAOS_TRIALS", "3"))
 
 
 @pytest.fixture(scope="module")
