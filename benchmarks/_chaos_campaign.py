@@ -477,9 +477,10 @@ class Trial:
                 if self.plan.approve_while_down:
                     await self._approve_once()
                 continue
-            if outcome == "hung":
+            if outcome.startswith("hung"):
                 self.result.stuck.append(
-                    f"a worker did not finish within {PHASE_TIMEOUT:.0f}s (killed)"
+                    f"a worker did not finish within {PHASE_TIMEOUT:.0f}s and was killed: "
+                    + outcome
                 )
                 return
             if outcome == "lease lost":
@@ -535,10 +536,13 @@ class Trial:
                     while worker.poll() is None:  # noqa: ASYNC110 - a plain subprocess
                         await anyio.sleep(POLL)
                     tg.cancel_scope.cancel()
+            if timer.cancelled_caught and worker.poll() is None:
+                worker.send_signal(signal.SIGUSR1)  # its threads' stacks into its stderr
+                await anyio.sleep(2)
         finally:
             _reap(worker, kill=True)
         if timer.cancelled_caught:
-            return "hung"
+            return f"hung (its stacks and log are in {err_path})"
         if killed and worker.returncode == -signal.SIGKILL:
             return "killed"
         if worker.returncode == 0:

@@ -13,14 +13,19 @@ ahead, so that one has imported runkon by the time the one before is killed).
   ``FLOWS_DIR``; ``foreach ... over = chaos_items`` fans out over three items.
 - Scripts run in the database's directory.
 
+Its stdout and stderr go to the order's file; SIGUSR1 writes every thread's stack there
+(the campaign sends it to a worker that hangs, before killing it).
+
 Exit status: 0 the run ended (its status is printed), 3 the run's lease was lost, 1 any
 other error (on stderr). Run by file path: it imports nothing but runkon.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -97,7 +102,9 @@ if __name__ == "__main__":
     if not line:
         sys.exit(0)  # not needed after all
     order = json.loads(line)
-    with open(order["stderr"], "ab") as stderr:
+    with open(order["stderr"], "ab") as stderr:  # its stdout (runkon's log lines) too
+        os.dup2(stderr.fileno(), 1)
         os.dup2(stderr.fileno(), 2)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the campaign asks if it hangs
     os.environ.update(order["env"])  # inherited by the steps' programs
     sys.exit(anyio.run(main, order))
