@@ -669,6 +669,13 @@ class FlowEngine:
             generation = await self._await_expired_lease(run.id)
         if generation is None:
             raise RunAlreadyOwnedError(run.id)
+        # The record read before the claim may be stale: the engine driving the run may
+        # have finished it and let go of its lease in between (a `runkon cancel` racing
+        # the process it cancels). Never drive a finished run again.
+        run = await self.store.get_run(run.id)
+        if run.is_terminal:
+            await self.store.release_lease(run.id, self.owner, generation)
+            raise ExecutionError(f"run {run.id!r} already {run.status}; there is nothing to resume")
         steps = await self.store.get_steps(run.id)
         state = RunState(
             self.services,
