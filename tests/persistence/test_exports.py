@@ -16,6 +16,7 @@ EXPECTED = {
         "GATE_APPROVAL_RECORDED",
         "GATE_RESOLVED",
         "GATE_TIMED_OUT",
+        "MEMO_PREFIX",
         "MIGRATIONS",
         "TERMINAL_RUN_STATUSES",
         "TERMINAL_STEP_STATUSES",
