@@ -108,7 +108,10 @@ def test_a_second_approval_says_already_recorded_and_the_quorum_keeps_every_sele
     code, out, err = approve("bob", "docs", "ship")
     assert code == 0, err
     assert "2/3; it waits for 1 more" in out
-    code, out, err = approve("carol")
+    code, out, err = approve("carol")  # a gate with options needs each approver's choice
+    assert code == 2
+    assert "offers options and needs a choice" in err
+    code, out, err = approve("carol", "ship")
     assert code == 0, err
     assert f"approved gate 'approve-ship' of run {run_id} (by carol)" in out
 
