@@ -45,6 +45,7 @@ from runkon.errors import WorkflowNotFoundError as WorkflowNotFoundError
 from runkon.errors import WorkflowValidationError as WorkflowValidationError
 from runkon.events import EngineEvent as EngineEvent
 from runkon.events import EventSink as EventSink
+from runkon.events import EventType as EventType
 from runkon.persistence import GateReceipt as GateReceipt
 from runkon.persistence import InMemoryStore as InMemoryStore
 from runkon.persistence import RunStatus as RunStatus
@@ -66,6 +67,7 @@ __all__ = [
     "EngineEvent",
     "EngineShutdownError",
     "EventSink",
+    "EventType",
     "ExecutionError",
     "FanOutItem",
     "FlowEngine",

@@ -62,6 +62,7 @@ EXPECTED: dict[str, list[str]] = {
         "EngineEvent",
         "EngineShutdownError",
         "EventSink",
+        "EventType",
         "ExecutionError",
         "FanOutItem",
         "FlowEngine",

@@ -35,6 +35,7 @@ from runkon.engine._capture import CaptureScope
 from runkon.engine._state import RunState, event, extras_of
 from runkon.engine._text import valid_data, valid_text
 from runkon.errors import StoreError
+from runkon.events import EventType
 from runkon.persistence import CapturedOutput, StepRecord, StepRole, StepStatus, StepUpdate
 
 
@@ -162,7 +163,7 @@ async def run_attempts(
                 inputs=None if inputs is None else inputs(),
                 events=[
                     event(
-                        "step_started",
+                        EventType.STEP_STARTED,
                         step_name=name,
                         kind=kind,
                         attempt=attempt,
@@ -196,7 +197,7 @@ async def run_attempts(
                 ),
                 [
                     event(
-                        "step_completed",
+                        EventType.STEP_COMPLETED,
                         step_name=name,
                         step_id=step.id,
                         markers=list(outcome.markers),
@@ -226,7 +227,7 @@ async def run_attempts(
                 ),
                 [
                     event(
-                        "step_retrying",
+                        EventType.STEP_RETRYING,
                         step_name=name,
                         step_id=step.id,
                         attempt=attempt + 1,
@@ -236,7 +237,7 @@ async def run_attempts(
             )
             continue
         failure = event(
-            "step_failed",
+            EventType.STEP_FAILED,
             step_name=name,
             step_id=step.id,
             error=outcome.error,
@@ -255,7 +256,7 @@ async def run_attempts(
                 [
                     failure,
                     event(
-                        "step_skipped",
+                        EventType.STEP_SKIPPED,
                         step_name=name,
                         step_id=step.id,
                         reason="on_fail = continue",

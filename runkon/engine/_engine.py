@@ -52,7 +52,14 @@ from runkon.errors import (
     UnknownGateError,
     WorkflowValidationError,
 )
-from runkon.events import EngineEvent, EventBus, EventSink, LeaseLost, event_from_record
+from runkon.events import (
+    EngineEvent,
+    EventBus,
+    EventSink,
+    EventType,
+    LeaseLost,
+    event_from_record,
+)
 from runkon.persistence import (
     MEMO_PREFIX,
     EventRecord,
@@ -825,13 +832,15 @@ class FlowEngine:
         run = state.run
         if state.resumed:
             start = event(
-                "run_resumed",
+                EventType.RUN_RESUMED,
                 workflow_name=state.workflow.name,
                 skipped_steps=state.completed_count(),
             )
         else:
             start = event(
-                "run_started", workflow_name=state.workflow.name, parent_run_id=run.parent_run_id
+                EventType.RUN_STARTED,
+                workflow_name=state.workflow.name,
+                parent_run_id=run.parent_run_id,
             )
         if run.status in (RunStatus.WAITING, RunStatus.CANCELLING) or (
             state.cancel_scope.cancel_called
@@ -900,13 +909,13 @@ class FlowEngine:
                 state.cancel_reason = (await self.store.get_run(state.run_id)).cancel_reason
             status = RunStatus.CANCELLED
             error = state.cancel_reason or "cancelled"
-            final = event("run_cancelled", reason=state.cancel_reason)
+            final = event(EventType.RUN_CANCELLED, reason=state.cancel_reason)
         elif state.failed:
             status, error = RunStatus.FAILED, state.error or "failed"
-            final = event("run_failed", error=error, duration_ms=duration_ms)
+            final = event(EventType.RUN_FAILED, error=error, duration_ms=duration_ms)
         else:
             status, error = RunStatus.COMPLETED, None
-            final = event("run_completed", duration_ms=duration_ms)
+            final = event(EventType.RUN_COMPLETED, duration_ms=duration_ms)
         summary = build_summary(state.workflow.name, steps, status, error)
         try:
             await self.store.set_run_status(
@@ -917,7 +926,7 @@ class FlowEngine:
                 error=error,
                 events=[
                     event(
-                        "metrics_updated",
+                        EventType.METRICS_UPDATED,
                         total_cost=metrics.cost_usd,
                         total_turns=metrics.turns,
                         total_duration_ms=metrics.duration_ms,

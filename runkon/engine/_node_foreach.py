@@ -28,6 +28,7 @@ from runkon.engine._state import RunState, event
 from runkon.engine._text import valid_data, valid_text
 from runkon.engine._variables import substitute
 from runkon.errors import DslError, ExecutionError, StoreError
+from runkon.events import EventType
 from runkon.persistence import (
     FanOutItemRecord,
     FanOutItemStatus,
@@ -62,7 +63,9 @@ async def run_foreach_node(state: RunState, node: ForEachNode, path: str, iterat
             kind="foreach",
             position=position,
             iteration=iteration,
-            events=[event("step_started", step_name=name, kind="foreach", iteration=iteration)],
+            events=[
+                event(EventType.STEP_STARTED, step_name=name, kind="foreach", iteration=iteration)
+            ],
         )
     try:
         await _Fanout(state, node, step, iteration, continued=continued).run()
@@ -116,7 +119,7 @@ class _Fanout:
         await self.state.update_step(
             self.step.id,
             StepUpdate(StepStatus.FAILED, result_text=error, step_error=error),
-            [event("step_failed", step_name=self.name, step_id=self.step.id, error=error)],
+            [event(EventType.STEP_FAILED, step_name=self.name, step_id=self.step.id, error=error)],
         )
         self.state.fail(self.name, error)
 
@@ -178,7 +181,9 @@ class _Fanout:
             ],
             run_id=state.run_id,
             generation=state.generation,
-            events=[event("fan_out_items_collected", step_name=self.name, count=len(items))],
+            events=[
+                event(EventType.FAN_OUT_ITEMS_COLLECTED, step_name=self.name, count=len(items))
+            ],
         )
         for row in await state.store.get_fan_out_items(self.step.id):
             self.rows[row.item_id] = row
@@ -254,7 +259,7 @@ class _Fanout:
                     row,
                     FanOutItemUpdate(FanOutItemStatus.RUNNING, child_run_id=child_run_id),
                     event(
-                        "fan_out_item_started",
+                        EventType.FAN_OUT_ITEM_STARTED,
                         step_name=self.name,
                         item_id=item_id,
                         child_run_id=child_run_id,
@@ -285,7 +290,7 @@ class _Fanout:
                 row,
                 FanOutItemUpdate(status),
                 event(
-                    "fan_out_item_completed",
+                    EventType.FAN_OUT_ITEM_COMPLETED,
                     step_name=self.name,
                     item_id=item_id,
                     succeeded=succeeded,
@@ -385,7 +390,7 @@ class _Fanout:
                     context_out=summary,
                     structured_output=output,
                 ),
-                [event("step_completed", step_name=self.name, step_id=self.step.id)],
+                [event(EventType.STEP_COMPLETED, step_name=self.name, step_id=self.step.id)],
             )
             state.record_success(
                 self.name,
@@ -404,6 +409,6 @@ class _Fanout:
                 structured_output=output,
                 step_error=error,
             ),
-            [event("step_failed", step_name=self.name, step_id=self.step.id, error=error)],
+            [event(EventType.STEP_FAILED, step_name=self.name, step_id=self.step.id, error=error)],
         )
         state.fail(self.name, error)

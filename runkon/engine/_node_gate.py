@@ -23,6 +23,7 @@ from runkon.engine._protocols import GateRequest
 from runkon.engine._state import RunState, event
 from runkon.engine._variables import substitute
 from runkon.errors import StoreError
+from runkon.events import EventType
 from runkon.persistence import (
     GateDecision,
     GateOption,
@@ -51,7 +52,7 @@ async def run_gate_node(state: RunState, node: GateNode, path: str, iteration: i
             state.skipped_on_resume += 1
             await state.append_events(
                 event(
-                    "step_skipped",
+                    EventType.STEP_SKIPPED,
                     step_name=node.name,
                     step_id=gate.step_id,
                     reason="decided before the resume",
@@ -100,7 +101,7 @@ async def _open(
         generation=state.generation,
         events=[
             event(
-                "gate_waiting",
+                EventType.GATE_WAITING,
                 gate_name=node.name,
                 gate_type=node.gate_type,
                 prompt=prompt,
@@ -247,7 +248,7 @@ async def _fail_before_open(
     await state.update_step(
         step.id,
         StepUpdate(StepStatus.FAILED, result_text=error, step_error=error),
-        [event("step_failed", step_name=node.name, step_id=step.id, error=error)],
+        [event(EventType.STEP_FAILED, step_name=node.name, step_id=step.id, error=error)],
     )
     state.fail(node.name, error)
 
@@ -269,7 +270,11 @@ async def _dry_run(
         StepUpdate(
             StepStatus.COMPLETED, result_text="dry-run: auto-approved", markers_out=("approved",)
         ),
-        [event("step_completed", step_name=node.name, step_id=step.id, markers=["approved"])],
+        [
+            event(
+                EventType.STEP_COMPLETED, step_name=node.name, step_id=step.id, markers=["approved"]
+            )
+        ],
     )
     state.record_success(
         node.name, iteration, markers=("approved",), result_text="dry-run: auto-approved"
@@ -314,7 +319,7 @@ async def _quality_gate(
         await state.update_step(
             step.id,
             StepUpdate(StepStatus.FAILED, result_text=error, step_error=error),
-            [event("step_failed", step_name=node.name, step_id=step.id, error=error)],
+            [event(EventType.STEP_FAILED, step_name=node.name, step_id=step.id, error=error)],
         )
         state.fail(node.name, error)
         return
@@ -335,7 +340,7 @@ async def _quality_gate(
         await state.update_step(
             step.id,
             StepUpdate(StepStatus.FAILED, result_text=text, step_error=error, markers_out=markers),
-            [event("step_failed", step_name=node.name, step_id=step.id, error=error)],
+            [event(EventType.STEP_FAILED, step_name=node.name, step_id=step.id, error=error)],
         )
         state.fail(node.name, error)
         state.results[node.name].markers = markers
@@ -345,6 +350,13 @@ async def _quality_gate(
     await state.update_step(
         step.id,
         StepUpdate(StepStatus.COMPLETED, result_text=text, markers_out=markers),
-        [event("step_completed", step_name=node.name, step_id=step.id, markers=list(markers))],
+        [
+            event(
+                EventType.STEP_COMPLETED,
+                step_name=node.name,
+                step_id=step.id,
+                markers=list(markers),
+            )
+        ],
     )
     state.record_success(node.name, iteration, markers=markers, result_text=text)

@@ -18,6 +18,7 @@ import anyio
 from runkon.dsl import ParallelCall, ParallelNode
 from runkon.engine._node_call import CallSpec, run_call, step_key
 from runkon.engine._state import RunState, event
+from runkon.events import EventType
 from runkon.persistence import StepRole, StepStatus, StepUpdate
 
 
@@ -124,5 +125,5 @@ async def _record_condition_skip(
     await state.update_step(
         step.id,
         StepUpdate(StepStatus.SKIPPED, result_text=reason),
-        [event("step_skipped", step_name=name, step_id=step.id, reason=reason)],
+        [event(EventType.STEP_SKIPPED, step_name=name, step_id=step.id, reason=reason)],
     )

@@ -21,6 +21,7 @@ from runkon.dsl import WorkflowDef
 from runkon.engine._text import has_surrogate, valid_data, valid_text
 from runkon.engine._variables import ContextEntry, RunVariables
 from runkon.errors import StoreError
+from runkon.events import EventType
 from runkon.persistence import (
     NewEvent,
     NewStep,
@@ -100,11 +101,11 @@ def extras_of(structured_output: str | None) -> dict[str, Any]:
     return valid_data(extras)  # type: ignore[no-any-return]  # JSON escapes of surrogates
 
 
-def event(type: str, **data: Any) -> NewEvent:
+def event(type: EventType, **data: Any) -> NewEvent:
     """A :class:`NewEvent` of ``type`` with ``data`` (``None`` values dropped, lone
-    surrogates in its text replaced)."""
+    surrogates in its text replaced); the store keeps ``type`` as its plain string."""
     return NewEvent(
-        type, valid_data({key: value for key, value in data.items() if value is not None})
+        type.value, valid_data({key: value for key, value in data.items() if value is not None})
     )
 
 
@@ -238,7 +239,7 @@ class RunState:
         self.skipped_on_resume += 1
         await self.append_events(
             event(
-                "step_skipped",
+                EventType.STEP_SKIPPED,
                 step_name=row.step_name,
                 step_id=row.id,
                 reason="completed before the resume",

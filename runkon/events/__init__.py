@@ -7,7 +7,6 @@ from runkon.events._bus import EventSink as EventSink
 from runkon.events._bus import Subscription as Subscription
 from runkon.events._models import ENGINE_EVENT_ADAPTER as ENGINE_EVENT_ADAPTER
 from runkon.events._models import EVENT_TYPES as EVENT_TYPES
-from runkon.events._models import FINAL_EVENT_TYPES as FINAL_EVENT_TYPES
 from runkon.events._models import CancellationRequested as CancellationRequested
 from runkon.events._models import EngineEvent as EngineEvent
 from runkon.events._models import EventsDropped as EventsDropped
@@ -34,6 +33,8 @@ from runkon.events._models import event_from_record as event_from_record
 from runkon.events._models import event_payload as event_payload
 from runkon.events._sinks import CallbackSink as CallbackSink
 from runkon.events._sinks import StructlogSink as StructlogSink
+from runkon.events._types import FINAL_EVENT_TYPES as FINAL_EVENT_TYPES
+from runkon.events._types import EventType as EventType
 
 __all__ = [
     "ENGINE_EVENT_ADAPTER",
@@ -44,6 +45,7 @@ __all__ = [
     "EngineEvent",
     "EventBus",
     "EventSink",
+    "EventType",
     "EventsDropped",
     "FanOutItemCompleted",
     "FanOutItemStarted",

@@ -310,4 +310,4 @@ async def _feed_sink(sink: EventSink, feed: Subscription) -> None:
             try:
                 await sink.emit(event)
             except Exception:
-                _log.exception("event sink failed", sink=repr(sink), event_type=event.type)
+                _log.exception("event sink failed", sink=repr(sink), event_type=event.type.value)

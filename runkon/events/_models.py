@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from runkon.events._types import EventType
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -29,7 +31,7 @@ class _Event(BaseModel):
 class RunStarted(_Event):
     """A run began executing for the first time."""
 
-    type: Literal["run_started"] = "run_started"
+    type: Literal[EventType.RUN_STARTED] = EventType.RUN_STARTED
     workflow_name: str
     parent_run_id: str | None = None
 
@@ -37,7 +39,7 @@ class RunStarted(_Event):
 class RunResumed(_Event):
     """A run continued from its persisted state (after a crash, restart or resume())."""
 
-    type: Literal["run_resumed"] = "run_resumed"
+    type: Literal[EventType.RUN_RESUMED] = EventType.RUN_RESUMED
     workflow_name: str
     skipped_steps: int = 0
 
@@ -45,7 +47,7 @@ class RunResumed(_Event):
 class RunCompleted(_Event):
     """A run finished and every step succeeded (or was allowed to fail)."""
 
-    type: Literal["run_completed"] = "run_completed"
+    type: Literal[EventType.RUN_COMPLETED] = EventType.RUN_COMPLETED
     succeeded: Literal[True] = True
     duration_ms: int = 0
 
@@ -53,7 +55,7 @@ class RunCompleted(_Event):
 class RunFailed(_Event):
     """A run finished with a failure."""
 
-    type: Literal["run_failed"] = "run_failed"
+    type: Literal[EventType.RUN_FAILED] = EventType.RUN_FAILED
     succeeded: Literal[False] = False
     error: str = ""
     duration_ms: int = 0
@@ -62,14 +64,14 @@ class RunFailed(_Event):
 class RunCancelled(_Event):
     """A run stopped because it was cancelled (its ``always`` block has run)."""
 
-    type: Literal["run_cancelled"] = "run_cancelled"
+    type: Literal[EventType.RUN_CANCELLED] = EventType.RUN_CANCELLED
     reason: str | None = None
 
 
 class CancellationRequested(_Event):
     """Someone asked for the run to be cancelled (here or in another process)."""
 
-    type: Literal["cancellation_requested"] = "cancellation_requested"
+    type: Literal[EventType.CANCELLATION_REQUESTED] = EventType.CANCELLATION_REQUESTED
     reason: str | None = None
     by: str | None = None
 
@@ -77,14 +79,14 @@ class CancellationRequested(_Event):
 class LeaseLost(_Event):
     """This engine lost the run's lease to another engine; it stopped working on it."""
 
-    type: Literal["lease_lost"] = "lease_lost"
+    type: Literal[EventType.LEASE_LOST] = EventType.LEASE_LOST
     owner: str | None = None
 
 
 class MetricsUpdated(_Event):
     """Totals reported by the run's steps (emitted once, before the final status)."""
 
-    type: Literal["metrics_updated"] = "metrics_updated"
+    type: Literal[EventType.METRICS_UPDATED] = EventType.METRICS_UPDATED
     total_cost: float = 0.0
     total_turns: int = 0
     total_duration_ms: int = 0
@@ -96,7 +98,7 @@ class MetricsUpdated(_Event):
 class StepStarted(_Event):
     """A step attempt began."""
 
-    type: Literal["step_started"] = "step_started"
+    type: Literal[EventType.STEP_STARTED] = EventType.STEP_STARTED
     step_name: str
     step_id: str | None = None
     kind: str = "call"
@@ -107,7 +109,7 @@ class StepStarted(_Event):
 class StepCompleted(_Event):
     """A step succeeded."""
 
-    type: Literal["step_completed"] = "step_completed"
+    type: Literal[EventType.STEP_COMPLETED] = EventType.STEP_COMPLETED
     step_name: str
     step_id: str | None = None
     succeeded: Literal[True] = True
@@ -118,7 +120,7 @@ class StepCompleted(_Event):
 class StepFailed(_Event):
     """A step failed (after its last attempt, or timed out)."""
 
-    type: Literal["step_failed"] = "step_failed"
+    type: Literal[EventType.STEP_FAILED] = EventType.STEP_FAILED
     step_name: str
     step_id: str | None = None
     succeeded: Literal[False] = False
@@ -132,7 +134,7 @@ class StepSkipped(_Event):
     completed before a resume, or a step that failed with ``on_fail = continue``.
     (Steps inside an ``if``/``unless`` whose condition is false leave no record.)"""
 
-    type: Literal["step_skipped"] = "step_skipped"
+    type: Literal[EventType.STEP_SKIPPED] = EventType.STEP_SKIPPED
     step_name: str
     step_id: str | None = None
     reason: str = ""
@@ -141,7 +143,7 @@ class StepSkipped(_Event):
 class StepRetrying(_Event):
     """A step failed and is about to be attempted again."""
 
-    type: Literal["step_retrying"] = "step_retrying"
+    type: Literal[EventType.STEP_RETRYING] = EventType.STEP_RETRYING
     step_name: str
     step_id: str | None = None
     attempt: int
@@ -158,7 +160,7 @@ class GateWaiting(_Event):
     many of its ``options`` an approval may choose, and whether it may choose none.
     """
 
-    type: Literal["gate_waiting"] = "gate_waiting"
+    type: Literal[EventType.GATE_WAITING] = EventType.GATE_WAITING
     gate_name: str
     gate_type: str = ""
     step_id: str | None = None
@@ -173,7 +175,7 @@ class GateWaiting(_Event):
 class GateApprovalRecorded(_Event):
     """One approver approved; the gate needs more approvals before it passes."""
 
-    type: Literal["gate_approval_recorded"] = "gate_approval_recorded"
+    type: Literal[EventType.GATE_APPROVAL_RECORDED] = EventType.GATE_APPROVAL_RECORDED
     gate_name: str
     step_id: str | None = None
     by: str | None = None
@@ -186,7 +188,7 @@ class GateResolved(_Event):
     (the gate stopped waiting because its run was cancelled; ``by`` is who asked for
     the cancellation and ``feedback`` the reason, when known)."""
 
-    type: Literal["gate_resolved"] = "gate_resolved"
+    type: Literal[EventType.GATE_RESOLVED] = EventType.GATE_RESOLVED
     gate_name: str
     step_id: str | None = None
     approved: bool
@@ -199,7 +201,7 @@ class GateResolved(_Event):
 class GateTimedOut(_Event):
     """A gate's deadline passed with no decision."""
 
-    type: Literal["gate_timed_out"] = "gate_timed_out"
+    type: Literal[EventType.GATE_TIMED_OUT] = EventType.GATE_TIMED_OUT
     gate_name: str
     step_id: str | None = None
     on_timeout: str = "fail"
@@ -211,7 +213,7 @@ class GateTimedOut(_Event):
 class FanOutItemsCollected(_Event):
     """A ``foreach`` collected its items."""
 
-    type: Literal["fan_out_items_collected"] = "fan_out_items_collected"
+    type: Literal[EventType.FAN_OUT_ITEMS_COLLECTED] = EventType.FAN_OUT_ITEMS_COLLECTED
     step_name: str = ""
     count: int
 
@@ -219,7 +221,7 @@ class FanOutItemsCollected(_Event):
 class FanOutItemStarted(_Event):
     """A ``foreach`` item's child run started."""
 
-    type: Literal["fan_out_item_started"] = "fan_out_item_started"
+    type: Literal[EventType.FAN_OUT_ITEM_STARTED] = EventType.FAN_OUT_ITEM_STARTED
     step_name: str = ""
     item_id: str
     child_run_id: str | None = None
@@ -228,7 +230,7 @@ class FanOutItemStarted(_Event):
 class FanOutItemCompleted(_Event):
     """A ``foreach`` item finished (or was skipped)."""
 
-    type: Literal["fan_out_item_completed"] = "fan_out_item_completed"
+    type: Literal[EventType.FAN_OUT_ITEM_COMPLETED] = EventType.FAN_OUT_ITEM_COMPLETED
     step_name: str = ""
     item_id: str
     succeeded: bool
@@ -242,7 +244,7 @@ class EventsDropped(_Event):
     from the store (``read_events``) if they matter.
     """
 
-    type: Literal["events_dropped"] = "events_dropped"
+    type: Literal[EventType.EVENTS_DROPPED] = EventType.EVENTS_DROPPED
     count: int
     first_seq: int | None = None
     last_seq: int | None = None
@@ -275,37 +277,8 @@ EngineEvent: TypeAlias = Annotated[
 
 ENGINE_EVENT_ADAPTER: TypeAdapter[EngineEvent] = TypeAdapter(EngineEvent)
 
-EVENT_TYPES: frozenset[str] = frozenset(
-    model.model_fields["type"].default
-    for model in (
-        RunStarted,
-        RunResumed,
-        RunCompleted,
-        RunFailed,
-        RunCancelled,
-        CancellationRequested,
-        LeaseLost,
-        MetricsUpdated,
-        StepStarted,
-        StepCompleted,
-        StepFailed,
-        StepSkipped,
-        StepRetrying,
-        GateWaiting,
-        GateApprovalRecorded,
-        GateResolved,
-        GateTimedOut,
-        FanOutItemsCollected,
-        FanOutItemStarted,
-        FanOutItemCompleted,
-        EventsDropped,
-    )
-)
-
-FINAL_EVENT_TYPES: frozenset[str] = frozenset(
-    model.model_fields["type"].default for model in (RunCompleted, RunFailed, RunCancelled)
-)
-"""The types of a run's last event: nothing follows them."""
+EVENT_TYPES: frozenset[EventType] = frozenset(EventType)
+"""Every event type (the members of :class:`EventType`)."""
 
 
 def event_from_record(

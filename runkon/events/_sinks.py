@@ -27,7 +27,7 @@ class StructlogSink:
 
     async def emit(self, event: EngineEvent) -> None:
         method = getattr(self._log, self._level)
-        method(event.type, run_id=event.run_id, seq=event.seq, **event_payload(event))
+        method(event.type.value, run_id=event.run_id, seq=event.seq, **event_payload(event))
 
 
 class CallbackSink:

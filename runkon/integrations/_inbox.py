@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 
+from runkon.events import EventType
 from runkon.integrations._auth import Identity, TokenAuthorizer, cookie_value
 from runkon.integrations._schemas import (
     DecisionRequest,
@@ -41,14 +42,14 @@ MAX_FORM_BYTES = 256 * 1024
 MAX_FORM_FIELDS = 1000
 GATE_EVENTS = frozenset(
     {
-        "gate_waiting",
-        "gate_approval_recorded",
-        "gate_resolved",
-        "gate_timed_out",
-        "run_started",
-        "run_completed",
-        "run_failed",
-        "run_cancelled",
+        EventType.GATE_WAITING,
+        EventType.GATE_APPROVAL_RECORDED,
+        EventType.GATE_RESOLVED,
+        EventType.GATE_TIMED_OUT,
+        EventType.RUN_STARTED,
+        EventType.RUN_COMPLETED,
+        EventType.RUN_FAILED,
+        EventType.RUN_CANCELLED,
     }
 )
 

@@ -514,7 +514,7 @@ def sse_frame(event: EngineEvent) -> str:
     """One server-sent event: ``id`` is the run's sequence number (what a reconnecting
     client sends back as ``Last-Event-ID``), ``event`` the event type, ``data`` JSON."""
     data = json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
+    return f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n"
 
 
 KEEPALIVE = ": keepalive\n\n"
