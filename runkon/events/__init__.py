@@ -1,6 +1,6 @@
-"""runkon.events — typed engine events (a pydantic discriminated union), the event bus
-that fans them out to subscribers and sinks, and ready-made sinks. Imports nothing else of
-runkon."""
+"""runkon.events — the event vocabulary (``EventType``), typed engine events (a pydantic
+discriminated union), the event bus that fans them out to subscribers and sinks, and
+ready-made sinks. Imports nothing else of runkon."""
 
 from runkon.events._bus import EventBus as EventBus
 from runkon.events._bus import EventSink as EventSink

@@ -2,9 +2,11 @@
 
 Every event carries ``run_id``, a per-run sequence number ``seq`` (1, 2, 3, ... with no
 gaps, assigned by the store in the transaction that records it) and a ``timestamp`` with
-millisecond precision. ``type`` is the discriminator, so
+millisecond precision. ``type`` is the discriminator, an :class:`EventType` member (a
+``StrEnum``: it equals and serializes as the plain string), so
 ``ENGINE_EVENT_ADAPTER.validate_python({"type": "run_started", ...})`` yields a
-:class:`RunStarted`.
+:class:`RunStarted` whose ``type`` is ``EventType.RUN_STARTED``. The ``EngineEvent`` union
+is the one list of models: every ``EventType`` member has exactly one (a test checks it).
 """
 
 from __future__ import annotations

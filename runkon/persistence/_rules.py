@@ -60,7 +60,9 @@ __all__ = [
     "string_map",
 ]
 
-# Event types the store appends itself (the engine's event layer gives them models).
+# Event types the store appends itself: members of runkon.events.EventType, spelt out here
+# because persistence imports nothing else of runkon (ARCHITECTURE.md §1); a test
+# (tests/events/test_types.py) keeps them equal to the vocabulary.
 GATE_RESOLVED = "gate_resolved"
 GATE_TIMED_OUT = "gate_timed_out"
 GATE_APPROVAL_RECORDED = "gate_approval_recorded"

@@ -8,6 +8,7 @@ import anyio
 import anyio.lowlevel
 
 from runkon.errors import InvalidSelectionError, InvalidTransitionError, LeaseLostError
+from runkon.events import EventType
 from runkon.persistence import (
     GateDecision,
     GateOption,
@@ -99,7 +100,7 @@ async def approval_resolves_the_gate(h: StoreHarness) -> None:
         ReceiptOutcome.UNKNOWN
     )
     events = [(e.type, e.data["decision"], e.data["by"]) for e in await store.read_events(run.id)]
-    assert events == [("gate_resolved", "approved", "alice")]
+    assert events == [(EventType.GATE_RESOLVED, "approved", "alice")]
 
 
 async def rejection_resolves_the_gate(h: StoreHarness) -> None:
@@ -148,7 +149,7 @@ async def timeout_resolves_the_gate(h: StoreHarness) -> None:
     )
     again = await store.time_out_gate(gate.step_id, generation=gen)
     assert again.outcome is ReceiptOutcome.ALREADY_RESOLVED
-    assert [e.type for e in await store.read_events(run.id)] == ["gate_timed_out"]
+    assert [e.type for e in await store.read_events(run.id)] == [EventType.GATE_TIMED_OUT]
     missing = await store.time_out_gate("01NOSUCHGATE000000000000000", generation=gen)
     assert missing.outcome is ReceiptOutcome.UNKNOWN
 
@@ -195,7 +196,10 @@ async def cancel_closes_the_gate_as_cancelled(h: StoreHarness) -> None:
         )
     assert (await store.get_run(run.id)).status is RunStatus.CANCELLING
     events = [(e.type, e.data) for e in await store.read_events(run.id)]
-    assert [kind for kind, _ in events] == ["cancellation_requested", "gate_resolved"]
+    assert [kind for kind, _ in events] == [
+        EventType.CANCELLATION_REQUESTED,
+        EventType.GATE_RESOLVED,
+    ]
     resolved = events[1][1]
     assert (resolved["decision"], resolved["approved"], resolved["by"]) == (
         "cancelled",
@@ -303,7 +307,10 @@ async def quorum_needs_distinct_approvers(h: StoreHarness) -> None:
     # every approver's selections, in approval order, each value once
     assert passed.selections == ("hold", "ship")
     events = await store.read_events(run.id)
-    assert [e.type for e in events] == ["gate_approval_recorded", "gate_resolved"]
+    assert [e.type for e in events] == [
+        EventType.GATE_APPROVAL_RECORDED,
+        EventType.GATE_RESOLVED,
+    ]
     assert events[1].data["selections"] == ["hold", "ship"]
 
 

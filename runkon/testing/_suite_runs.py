@@ -14,6 +14,7 @@ from runkon.errors import (
     UnknownRunError,
     UnknownStepError,
 )
+from runkon.events import EventType
 from runkon.persistence import (
     CapturedOutput,
     FanOutItemStatus,
@@ -206,7 +207,7 @@ async def cancel_request_is_compare_and_set(h: StoreHarness) -> None:
     assert await store.is_cancel_requested(run.id)
     events = list(await store.read_events(run.id))
     assert [(e.type, dict(e.data)) for e in events] == [
-        ("cancellation_requested", {"reason": "user asked", "by": "alice"})
+        (EventType.CANCELLATION_REQUESTED, {"reason": "user asked", "by": "alice"})
     ]
     # The engine cannot put a cancelling run back to work, only finish it.
     await raises(
