@@ -276,7 +276,7 @@ class InvalidSelectionError(GateError):
         self.allowed = allowed
         self.select = select
         self.gate_name = gate_name
-        self.earlier = earlier or []
+        self.earlier: list[str] = earlier or []
         super().__init__(self._message(_gate_words(step_id, gate_name)))
 
     def _message(self, gate: str) -> str:
@@ -344,8 +344,9 @@ class InvalidTransitionError(StoreError):
     def __init__(self, entity: str, entity_id: str, *, current: str, requested: str) -> None:
         self.entity = entity
         self.entity_id = entity_id
-        self.current = current = str(current)  # plain text, also for status enums
-        self.requested = requested = str(requested)
+        current, requested = str(current), str(requested)  # plain text, also for status enums
+        self.current: str = current
+        self.requested: str = requested
         if current == "cancelling":
             why = "a cancellation was requested, so it may only finish"
         else:

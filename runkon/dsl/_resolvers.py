@@ -55,7 +55,7 @@ class DirectoryWorkflowResolver:
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root: Path = Path(root)
         self._cache: dict[str, tuple[float, int, WorkflowDef]] = {}
 
     def __repr__(self) -> str:

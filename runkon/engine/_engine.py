@@ -226,7 +226,7 @@ class FlowEngine:
                 f"output), not {output_tail_bytes!r}"
             )
         self.store = store
-        self.owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self.owner: str = f"engine-{uuid.uuid4().hex[:12]}"
         self.fail_fast = fail_fast
         self.dry_run = dry_run
         self.lease_ttl = lease_ttl
@@ -234,8 +234,8 @@ class FlowEngine:
         self.recover = recover
         self.manage_store = manage_store
         self.run_actions = run_actions
-        self.events = EventBus(event_sinks, max_buffer=event_buffer)
-        self.services = EngineServices(
+        self.events: EventBus = EventBus(event_sinks, max_buffer=event_buffer)
+        self.services: EngineServices = EngineServices(
             store=store,
             actions=ActionRegistry(actions, fallback_action),
             item_providers={provider.name: provider for provider in item_providers},

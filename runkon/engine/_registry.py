@@ -74,7 +74,9 @@ class ActionRegistry:
         self._named: dict[str, ActionExecutor] = {
             name: as_executor(name, action) for name, action in (actions or {}).items()
         }
-        self.fallback = None if fallback is None else as_executor("fallback", fallback)
+        self.fallback: ActionExecutor | None = (
+            None if fallback is None else as_executor("fallback", fallback)
+        )
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and (name in self._named or self.fallback is not None)

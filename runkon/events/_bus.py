@@ -95,8 +95,8 @@ class Subscription:
         self.run_id = run_id
         self.types = types
         self.policy = policy
-        self.dropped = 0
-        self.disconnected = False
+        self.dropped: int = 0
+        self.disconnected: bool = False
         self._gap: _Gap | None = None
         self._send: MemoryObjectSendStream[EngineEvent]
         self._receive: MemoryObjectReceiveStream[EngineEvent]
@@ -205,8 +205,8 @@ class EventBus:
     ) -> None:
         self.max_buffer = max_buffer
         self.policy = policy
-        self.dropped_events = 0
-        self.dropped_subscribers = 0
+        self.dropped_events: int = 0
+        self.dropped_subscribers: int = 0
         self._by_run: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
         self._sinks = list(sinks)

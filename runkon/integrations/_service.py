@@ -168,7 +168,7 @@ class RunkonApi:
         self.engine = engine
         self.max_body_bytes = max_body_bytes
         self.authorizer = authorizer
-        self.workflows = _catalog(workflows)
+        self.workflows: WorkflowResolver | None = _catalog(workflows)
         self.no_catalog_hint = NO_CATALOG_HINT
 
     # ----------------------------------------------------------------- auth
