@@ -56,7 +56,7 @@ from runkon.persistence import WaitingGate as WaitingGate
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
+__all__ = (
     "ActionExecutor",
     "ActionOutput",
     "ActionParams",
@@ -108,4 +108,4 @@ __all__ = [
     "load_workflow",
     "parse_workflow",
     "validate_workflow",
-]
+)

@@ -12,7 +12,7 @@ This module imports nothing else of runkon, so every layer may use it.
 
 from __future__ import annotations
 
-__all__ = [
+__all__ = (
     "CorruptRecordError",
     "DatabaseLockedError",
     "DatabaseReadOnlyError",
@@ -35,7 +35,7 @@ __all__ = [
     "UnknownStepError",
     "WorkflowNotFoundError",
     "WorkflowValidationError",
-]
+)
 
 
 class RunkonError(Exception):

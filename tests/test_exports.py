@@ -125,6 +125,13 @@ def test_all_names_exist(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_a_tuple(name: str) -> None:
+    """``__all__`` is immutable, so no import can grow a module's public surface."""
+    module = importlib.import_module(name)
+    assert isinstance(module.__all__, tuple)
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_every_public_attribute_is_exported(name: str) -> None:
     module = importlib.import_module(name)
     public = {

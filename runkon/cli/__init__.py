@@ -2,4 +2,4 @@
 
 from runkon.cli._main import main as main
 
-__all__ = ["main"]
+__all__ = ("main",)

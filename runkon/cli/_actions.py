@@ -73,7 +73,7 @@ from runkon.engine import (
     run_program,
 )
 
-__all__ = [
+__all__ = (
     "ActionFailedError",
     "ActionNotFoundError",
     "ActionsDirectory",
@@ -81,7 +81,7 @@ __all__ = [
     "check_calls",
     "load_actions",
     "stored_actions",
-]
+)
 
 DEFAULT_ACTIONS_DIR = "actions"
 MEMO_ACTIONS = "actions"  # the run's memo entry holding its --actions spec

@@ -9,14 +9,14 @@ from typing import Any
 from runkon.cli._common import CliError, program
 from runkon.persistence import CapturedOutput, GateRecord, StepRecord
 
-__all__ = [
+__all__ = (
     "attempts_by_step",
     "duration_ms",
     "output_json",
     "printable",
     "select_steps",
     "step_json",
-]
+)
 
 
 def duration_ms(step: StepRecord) -> int | None:

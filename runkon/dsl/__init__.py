@@ -44,7 +44,7 @@ from runkon.dsl._validate import MAX_WORKFLOW_DEPTH as MAX_WORKFLOW_DEPTH
 from runkon.dsl._validate import validate_workflow as validate_workflow
 from runkon.dsl._validate import workflow_refs as workflow_refs
 
-__all__ = [
+__all__ = (
     "BUILTIN_GATE_TYPES",
     "MAX_WORKFLOW_DEPTH",
     "AgentRef",
@@ -87,4 +87,4 @@ __all__ = [
     "validate_workflow",
     "validate_workflow_name",
     "workflow_refs",
-]
+)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-__all__ = [
+__all__ = (
     "AgentRef",
     "AlwaysNode",
     "BoolInputCondition",
@@ -45,7 +45,7 @@ __all__ = [
     "WhileNode",
     "WorkflowDef",
     "WorkflowNode",
-]
+)
 
 QUALITY_GATE_TYPE = "quality_gate"
 DEFAULT_GATE_TIMEOUT = 86_400.0  # 24 h, as in runkon-flow

@@ -37,7 +37,7 @@ from runkon.dsl._report import Location, ValidationIssue, ValidationReport
 from runkon.dsl._resolvers import WorkflowResolver
 from runkon.errors import DslError
 
-__all__ = ["BUILTIN_GATE_TYPES", "MAX_WORKFLOW_DEPTH", "validate_workflow", "workflow_refs"]
+__all__ = ("BUILTIN_GATE_TYPES", "MAX_WORKFLOW_DEPTH", "validate_workflow", "workflow_refs")
 
 MAX_WORKFLOW_DEPTH = 5
 _UNKNOWN = "\0unknown"  # in a produced set: some steps came from an unloaded sub-workflow

@@ -37,7 +37,7 @@ from runkon.engine._variables import VariableMap as VariableMap
 from runkon.engine._variables import shell_quote as shell_quote
 from runkon.engine._variables import substitute as substitute
 
-__all__ = [
+__all__ = (
     "FLOW_OUTPUT_INSTRUCTION",
     "FLOW_OUTPUT_LIMIT",
     "ActionCallable",
@@ -72,4 +72,4 @@ __all__ = [
     "run_program",
     "shell_quote",
     "substitute",
-]
+)

@@ -14,7 +14,7 @@ from contextvars import ContextVar, Token
 
 from runkon.persistence import CapturedOutput
 
-__all__ = ["DEFAULT_OUTPUT_TAIL_BYTES", "CaptureScope", "OutputCapture", "TailBuffer"]
+__all__ = ("DEFAULT_OUTPUT_TAIL_BYTES", "CaptureScope", "OutputCapture", "TailBuffer")
 
 DEFAULT_OUTPUT_TAIL_BYTES = 64 * 1024
 """Bytes kept of each stream of a step attempt, unless ``FlowEngine(output_tail_bytes=)``."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = [
+__all__ = (
     "ActionCallable",
     "ActionExecutor",
     "ActionOutput",
@@ -27,7 +27,7 @@ __all__ = [
     "ProviderContext",
     "ScriptEnvProvider",
     "StepContext",
-]
+)
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from runkon.events._sinks import StructlogSink as StructlogSink
 from runkon.events._types import FINAL_EVENT_TYPES as FINAL_EVENT_TYPES
 from runkon.events._types import EventType as EventType
 
-__all__ = [
+__all__ = (
     "ENGINE_EVENT_ADAPTER",
     "EVENT_TYPES",
     "FINAL_EVENT_TYPES",
@@ -70,4 +70,4 @@ __all__ = [
     "Subscription",
     "event_from_record",
     "event_payload",
-]
+)

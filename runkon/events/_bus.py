@@ -31,7 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runkon._log import get_logger
 from runkon.events._models import EngineEvent, EventsDropped
 
-__all__ = ["EventBus", "EventSink", "Subscription"]
+__all__ = ("EventBus", "EventSink", "Subscription")
 
 _log = get_logger("runkon.events")
 

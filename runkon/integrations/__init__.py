@@ -29,7 +29,7 @@ from runkon.integrations._service import WorkflowCatalog as WorkflowCatalog
 from runkon.integrations._service import sse_frame as sse_frame
 from runkon.integrations._service import sse_stream as sse_stream
 
-__all__ = [
+__all__ = (
     "ApiError",
     "Authorizer",
     "CancelOut",
@@ -55,4 +55,4 @@ __all__ = [
     "allow_all",
     "sse_frame",
     "sse_stream",
-]
+)

@@ -44,4 +44,4 @@ from runkon.integrations._aiohttp import add_routes as add_routes
 from runkon.integrations._aiohttp import create_app as create_app
 from runkon.integrations._aiohttp import engine_context as engine_context
 
-__all__ = ["RUNKON_API", "add_routes", "create_app", "engine_context"]
+__all__ = ("RUNKON_API", "add_routes", "create_app", "engine_context")

@@ -33,10 +33,10 @@ from runkon.integrations._fastapi import create_inbox_router as create_inbox_rou
 from runkon.integrations._fastapi import create_router as create_router
 from runkon.integrations._fastapi import runkon_lifespan as runkon_lifespan
 
-__all__ = [
+__all__ = (
     "EventStreamResponse",
     "create_app",
     "create_inbox_router",
     "create_router",
     "runkon_lifespan",
-]
+)

@@ -4,4 +4,4 @@ uvicorn (needs the ``fastapi`` extra). :func:`serve` blocks until interrupted.""
 from runkon.integrations._server import ServeError as ServeError
 from runkon.integrations._server import serve as serve
 
-__all__ = ["ServeError", "serve"]
+__all__ = ("ServeError", "serve")

@@ -45,7 +45,7 @@ from runkon.persistence._schema import MIGRATIONS as MIGRATIONS
 from runkon.persistence._schema import Migration as Migration
 from runkon.persistence._sqlite import SqliteStore as SqliteStore
 
-__all__ = [
+__all__ = (
     "ACTIVE_RUN_STATUSES",
     "CANCELLATION_REQUESTED",
     "CANONICAL_SCHEMA_DDL",
@@ -87,4 +87,4 @@ __all__ = [
     "StepUpdate",
     "Store",
     "WaitingGate",
-]
+)

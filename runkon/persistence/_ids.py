@@ -17,7 +17,7 @@ import random
 import threading
 import time
 
-__all__ = ["new_ulid"]
+__all__ = ("new_ulid",)
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # 10 bits -> 2 characters

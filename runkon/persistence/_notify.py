@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runkon._log import get_logger
 from runkon.persistence._records import EventRecord, Notification
 
-__all__ = ["EventListeners", "NotificationHub", "Subscription"]
+__all__ = ("EventListeners", "NotificationHub", "Subscription")
 
 _log = get_logger("runkon.persistence")
 

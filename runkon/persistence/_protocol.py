@@ -53,7 +53,7 @@ from runkon.persistence._records import (
     WaitingGate,
 )
 
-__all__ = ["EventListener", "NotificationStream", "Store"]
+__all__ = ("EventListener", "NotificationStream", "Store")
 
 EventListener = Callable[[Sequence[EventRecord]], None]
 """Called after each commit that appended events, with those events in ``seq`` order."""

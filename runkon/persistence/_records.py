@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
-__all__ = [
+__all__ = (
     "ACTIVE_RUN_STATUSES",
     "MEMO_PREFIX",
     "TERMINAL_RUN_STATUSES",
@@ -45,7 +45,7 @@ __all__ = [
     "StepStatus",
     "StepUpdate",
     "WaitingGate",
-]
+)
 
 
 _R = TypeVar("_R")

@@ -27,7 +27,7 @@ from runkon.persistence._records import (
 )
 from runkon.persistence._time import format_ts
 
-__all__ = [
+__all__ = (
     "CANCELLATION_REQUESTED",
     "CANCELLED_MARKER",
     "GATE_APPROVAL_RECORDED",
@@ -58,7 +58,7 @@ __all__ = [
     "resolved_run_status",
     "step_status",
     "string_map",
-]
+)
 
 # Event types the store appends itself: members of runkon.events.EventType, spelt out here
 # because persistence imports nothing else of runkon (ARCHITECTURE.md §1); a test

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["CANONICAL_SCHEMA_DDL", "MIGRATIONS", "SCHEMA_VERSION_DDL", "Migration"]
+__all__ = ("CANONICAL_SCHEMA_DDL", "MIGRATIONS", "SCHEMA_VERSION_DDL", "Migration")
 
 CANONICAL_SCHEMA_DDL = """
 CREATE TABLE IF NOT EXISTS workflow_runs (

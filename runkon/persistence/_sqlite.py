@@ -63,7 +63,7 @@ from runkon.persistence._sqlite_conn import Connections
 from runkon.persistence._sqlite_tx import Committed
 from runkon.persistence._time import truncate_ms, utc_now
 
-__all__ = ["SqliteStore"]
+__all__ = ("SqliteStore",)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

@@ -47,7 +47,7 @@ from runkon.errors import (
     StoreError,
 )
 
-__all__ = ["CHECKPOINT_EVERY", "Connections", "map_error"]
+__all__ = ("CHECKPOINT_EVERY", "Connections", "map_error")
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

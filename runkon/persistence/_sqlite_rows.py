@@ -28,7 +28,7 @@ from runkon.persistence._records import (
 )
 from runkon.persistence._time import parse_ts
 
-__all__ = [
+__all__ = (
     "APPROVAL_COLUMNS",
     "ITEM_COLUMNS",
     "LEASE_UNTIL",
@@ -45,7 +45,7 @@ __all__ = [
     "row_to_step",
     "selections_from",
     "timestamp",
-]
+)
 
 LEASE_UNTIL = (
     "COALESCE((SELECT o.lease_until FROM runkon_lease_owners o "

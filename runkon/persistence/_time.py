@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_ts", "parse_ts", "seconds_from", "truncate_ms", "utc_now"]
+__all__ = ("format_ts", "parse_ts", "seconds_from", "truncate_ms", "utc_now")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)

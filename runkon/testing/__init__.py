@@ -8,10 +8,10 @@ from runkon.testing._harness import open_sqlite_harness as open_sqlite_harness
 from runkon.testing._store_suite import STORE_CONFORMANCE_TESTS as STORE_CONFORMANCE_TESTS
 from runkon.testing._store_suite import StoreCheck as StoreCheck
 
-__all__ = [
+__all__ = (
     "STORE_CONFORMANCE_TESTS",
     "StoreCheck",
     "StoreHarness",
     "open_memory_harness",
     "open_sqlite_harness",
-]
+)

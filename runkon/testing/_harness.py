@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from runkon.persistence import InMemoryStore, SqliteStore, Store
 
-__all__ = ["StoreHarness", "open_memory_harness", "open_sqlite_harness"]
+__all__ = ("StoreHarness", "open_memory_harness", "open_sqlite_harness")
 
 
 @dataclass(frozen=True)

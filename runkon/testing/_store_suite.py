@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from runkon.testing import _suite_choices, _suite_events, _suite_gates, _suite_runs
 from runkon.testing._harness import StoreHarness
 
-__all__ = ["STORE_CONFORMANCE_TESTS", "StoreCheck"]
+__all__ = ("STORE_CONFORMANCE_TESTS", "StoreCheck")
 
 StoreCheck = Callable[[StoreHarness], Awaitable[None]]
 """One conformance check: awaits the harness's store and asserts a contract."""
