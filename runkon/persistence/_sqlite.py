@@ -428,7 +428,7 @@ class SqliteStore:
         Subscribers wait for the first attempt to read the starting point; if it fails
         (logged), they go ahead and the feed keeps retrying.
         """
-        start: tuple[int, int] | None = None
+        start: tuple[ops.FeedVersions, int] | None = None
         while start is None:
             try:
                 start = await self._conns.run(ops.feed_start)
@@ -439,18 +439,15 @@ class SqliteStore:
                 started.set()
                 await asyncio.sleep(self._notify_interval)
         started.set()
-        version, last_seq = start
+        versions, last_seq = start
         while True:
             await asyncio.sleep(self._notify_interval)
             try:
-                # Inline when it can (a pragma, ~10 µs; no thread hop). data_version is
-                # per connection: if the call lands on the other one, the worst case is
-                # one needless read of the notifications after last_seq.
-                previous = version
-                version, last_seq, notes = await self._conns.run(
-                    ops.feed_poll, version, last_seq, self._origin
+                # Inline when it can (a pragma, ~10 µs; no thread hop); data_version is
+                # per connection, so ``versions`` keeps each connection's own.
+                changed, last_seq, notes = await self._conns.run(
+                    ops.feed_poll, versions, last_seq, self._origin
                 )
-                changed = version != previous
             except StoreClosedError:
                 return
             except StoreError:

@@ -718,24 +718,37 @@ def last_event_seqs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[st
 # --------------------------------------------------------------------------- change feed
 
 
-def feed_start(conn: sqlite3.Connection) -> tuple[int, int]:
-    """The change feed's starting point: ``(data_version, last notification seq)``."""
+FeedVersions = dict[int, int]
+"""The change feed's last ``PRAGMA data_version`` per connection (by ``id``)."""
+
+
+def feed_start(conn: sqlite3.Connection) -> tuple[FeedVersions, int]:
+    """The change feed's starting point: ``({connection: data_version}, last notification
+    seq)``."""
     version = int(conn.execute("PRAGMA data_version").fetchone()[0])
     last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM runkon_notifications").fetchone()[0]
-    return version, int(last)
+    return {id(conn): version}, int(last)
 
 
 def feed_poll(
-    conn: sqlite3.Connection, version: int, last_seq: int, origin: str
-) -> tuple[int, int, list[Notification]]:
-    """Notifications other connections committed since ``last_seq``.
+    conn: sqlite3.Connection, versions: FeedVersions, last_seq: int, origin: str
+) -> tuple[bool, int, list[Notification]]:
+    """Notifications other connections committed since ``last_seq``; also whether the
+    database changed. ``versions`` is updated in place.
 
     ``PRAGMA data_version`` changes only when another connection commits, so an idle
-    database costs one pragma per poll and no table read.
+    database costs one pragma per poll and no table read. Its value is per connection and
+    only comparable with the same connection's earlier value: the store runs this on
+    either of its two connections, so each one's last value is kept apart (comparing one
+    connection's value with the other's could take a change for none, and miss another
+    process's decision until some unrelated write). A connection seen for the first time
+    counts as changed: at worst one needless read of the notifications after
+    ``last_seq``.
     """
     current = int(conn.execute("PRAGMA data_version").fetchone()[0])
-    if current == version:
-        return version, last_seq, []
+    if versions.get(id(conn)) == current:
+        return False, last_seq, []
+    versions[id(conn)] = current
     notes = []
     for row in conn.execute(
         "SELECT seq, kind, run_id, step_id, decision, origin, created_at "
@@ -757,4 +770,4 @@ def feed_poll(
                 decision=None if row["decision"] is None else GateDecision(row["decision"]),
             )
         )
-    return current, last_seq, notes
+    return True, last_seq, notes

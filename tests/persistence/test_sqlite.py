@@ -461,3 +461,39 @@ async def test_inline_writes_keep_the_wal_checkpointed(tmp_path: Path) -> None:
         wal = await anyio.Path(f"{path}-wal").stat()
         # Unchecked, 3,000 commits of ~5 pages would grow the WAL past 40 MB.
         assert wal.st_size < 12 * 1024 * 1024
+
+
+async def test_the_change_feed_compares_each_connections_data_version_with_its_own(
+    tmp_path: Path,
+) -> None:
+    """``PRAGMA data_version`` is per connection. The store polls on either of its two
+    connections; comparing one's value with the other's missed another process's commit
+    (a decision that then woke nobody): own write on A (moves B's counter, not A's), poll
+    on B, another process commits, poll on A — A's new value equalled B's old one."""
+    from runkon.persistence import _sqlite_ops as ops
+    from runkon.persistence._records import Notification, NotificationKind
+    from runkon.persistence._sqlite_tx import insert_note
+
+    path = tmp_path / "feed.db"
+    async with SqliteStore(path):  # creates the schema
+        pass
+    a, b, other = (sqlite3.connect(path, isolation_level=None) for _ in range(3))
+    for conn in (a, b, other):
+        conn.row_factory = sqlite3.Row
+
+    def note(conn: sqlite3.Connection, origin: str) -> None:
+        now = datetime.now(UTC)
+        insert_note(conn, Notification(NotificationKind.CANCEL_REQUESTED, "R1", None, now), origin)
+
+    versions, last = ops.feed_start(a)
+    note(a, "this-store")  # the store's own write, through A
+    changed, last, notes = ops.feed_poll(b, versions, last, "this-store")
+    assert notes == []  # its own notification is not delivered back
+    note(other, "another-process")
+    changed, last, notes = ops.feed_poll(a, versions, last, "this-store")
+    assert changed
+    assert [(n.kind, n.run_id) for n in notes] == [(NotificationKind.CANCEL_REQUESTED, "R1")]
+    changed, last, notes = ops.feed_poll(b, versions, last, "this-store")
+    assert notes == []  # delivered once
+    for conn in (a, b, other):
+        conn.close()
