@@ -710,15 +710,7 @@ class InMemoryStore:
 
     async def time_out_gate(self, step_id: str, *, generation: int) -> GateReceipt:
         """Resolve the gate as timed out, fenced (one compare-and-set)."""
-        self._check_open()
-        step = self._steps.get(step_id)
-        if step is not None and step_id in self._gates:
-            self._fenced_run(step.run_id, generation)
-        receipt = self._receipt_if_undecidable(step_id)
-        if receipt is not None:
-            return receipt
-        step, gate = self._steps[step_id], self._gates[step_id]
-        return self._decide(step, gate, GateDecision.TIMED_OUT, None, utc_now())
+        return self._close_fenced(step_id, generation, GateDecision.TIMED_OUT, None, None)
 
     async def cancel_gate(
         self,
@@ -729,6 +721,18 @@ class InMemoryStore:
         reason: str | None = None,
     ) -> GateReceipt:
         """Close a waiting gate as cancelled, fenced (one compare-and-set)."""
+        return self._close_fenced(step_id, generation, GateDecision.CANCELLED, by, reason)
+
+    def _close_fenced(
+        self,
+        step_id: str,
+        generation: int,
+        decision: GateDecision,
+        by: str | None,
+        feedback: str | None,
+    ) -> GateReceipt:
+        """The engine closing its own waiting gate (timed out, cancelled): fenced by the
+        run's lease generation, no deadline check (the deadline is what times it out)."""
         self._check_open()
         step = self._steps.get(step_id)
         if step is not None and step_id in self._gates:
@@ -737,7 +741,7 @@ class InMemoryStore:
         if receipt is not None:
             return receipt
         step, gate = self._steps[step_id], self._gates[step_id]
-        return self._decide(step, gate, GateDecision.CANCELLED, by, utc_now(), feedback=reason)
+        return self._decide(step, gate, decision, by, utc_now(), feedback=feedback)
 
     def _decide(
         self,

@@ -321,24 +321,7 @@ def time_out_gate(
     conn: sqlite3.Connection, origin: str, step_id: str, generation: int
 ) -> Committed[GateReceipt]:
     """Resolve the gate as timed out, fenced."""
-    now = utc_now()
-    with write_tx(conn):
-        gate = _gate_row(conn, step_id)
-        if gate is not None:
-            fence(conn, gate["workflow_run_id"], generation)
-        receipt = _undecidable(conn, step_id, gate)
-        if receipt is not None:
-            return Committed(receipt)
-        assert gate is not None  # _undecidable answers UNKNOWN for a missing gate
-        return _decide(
-            conn,
-            origin,
-            gate,
-            GateDecision.TIMED_OUT,
-            None,
-            now,
-            approvals=_approval_count(conn, step_id),
-        )
+    return _close_fenced(conn, origin, step_id, generation, GateDecision.TIMED_OUT, None, None)
 
 
 def cancel_gate(
@@ -350,6 +333,20 @@ def cancel_gate(
     reason: str | None,
 ) -> Committed[GateReceipt]:
     """Close the waiting gate as cancelled, fenced."""
+    return _close_fenced(conn, origin, step_id, generation, GateDecision.CANCELLED, by, reason)
+
+
+def _close_fenced(
+    conn: sqlite3.Connection,
+    origin: str,
+    step_id: str,
+    generation: int,
+    decision: GateDecision,
+    by: str | None,
+    feedback: str | None,
+) -> Committed[GateReceipt]:
+    """The engine closing its own waiting gate (timed out, cancelled): fenced by the
+    run's lease generation, no deadline check (the deadline is what times it out)."""
     now = utc_now()
     with write_tx(conn):
         gate = _gate_row(conn, step_id)
@@ -363,10 +360,10 @@ def cancel_gate(
             conn,
             origin,
             gate,
-            GateDecision.CANCELLED,
+            decision,
             by,
             now,
-            feedback=reason,
+            feedback=feedback,
             approvals=_approval_count(conn, step_id),
         )
 
