@@ -584,13 +584,16 @@ class Trial:
         seen: float | None = None
         while not self.approved:
             await anyio.sleep(0.05)
-            if self.plan.approve_while_down and self.kills_left:
-                continue
             if not _waiting_approval(self.db):
                 seen = None
                 continue
             seen = seen if seen is not None else time.monotonic()
-            if time.monotonic() - seen >= self.plan.approve_delay:
+            waited = time.monotonic() - seen
+            # A kill planned on a step that already completed never strikes: do not wait
+            # for it forever (that hung trials with a gate nobody approved).
+            if self.plan.approve_while_down and self.kills_left and waited < KILL_GRACE:
+                continue
+            if waited >= self.plan.approve_delay:
                 await self._approve_once()
                 seen = None
 
@@ -617,6 +620,11 @@ class Trial:
             receipt = await store.approve_gate(waiting[0], by="chaos-approver", feedback="go")
         if receipt.outcome == ReceiptOutcome.ACCEPTED:
             self.approved = True
+
+
+KILL_GRACE = 5.0
+"""Seconds an ``approve_while_down`` trial's gate waits for a planned kill before the
+approver decides it with the worker up."""
 
 
 def _event_count(db: Path) -> int:
