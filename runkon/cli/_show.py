@@ -23,7 +23,7 @@ from runkon.cli._common import (
 )
 from runkon.cli._progress import db_option
 from runkon.cli._runs import blocked_on, run_as_json
-from runkon.cli._steps import attempts_by_step, printable, step_json
+from runkon.cli._steps import printable, step_json
 from runkon.cli._table import print_fields
 from runkon.persistence import (
     CapturedOutput,
@@ -33,6 +33,7 @@ from runkon.persistence import (
     StepRecord,
     StepRole,
     StepStatus,
+    attempts_by_step,
 )
 
 NOTE_WIDTH = 60

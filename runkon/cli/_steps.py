@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -10,29 +9,11 @@ from runkon.cli._common import CliError, program
 from runkon.persistence import CapturedOutput, GateRecord, StepRecord
 
 __all__ = (
-    "attempts_by_step",
-    "duration_ms",
     "output_json",
     "printable",
     "select_steps",
     "step_json",
 )
-
-
-def duration_ms(step: StepRecord) -> int | None:
-    """Milliseconds from the step's start to its end (None until it ended)."""
-    if step.started_at is None or step.ended_at is None:
-        return None
-    return int((step.ended_at - step.started_at).total_seconds() * 1000)
-
-
-def attempts_by_step(steps: list[StepRecord]) -> dict[str, list[StepRecord]]:
-    """Each step id -> every attempt of that step (its rows with the same resume key),
-    oldest first. A step without a resume key is its own only attempt."""
-    by_key: dict[str, list[StepRecord]] = defaultdict(list)
-    for step in sorted(steps, key=lambda step: step.id):  # ids are ULIDs: insertion order
-        by_key[step.resume_key or step.id].append(step)
-    return {step.id: by_key[step.resume_key or step.id] for step in steps}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -47,7 +28,7 @@ def _attempt_json(number: int, step: StepRecord) -> dict[str, Any]:
         "error": step.step_error,
         "started_at": _iso(step.started_at),
         "ended_at": _iso(step.ended_at),
-        "duration_ms": duration_ms(step),
+        "duration_ms": step.duration_ms,
     }
 
 
@@ -67,7 +48,7 @@ def step_json(
         "retry_count": step.retry_count,
         "started_at": _iso(step.started_at),
         "ended_at": _iso(step.ended_at),
-        "duration_ms": duration_ms(step),
+        "duration_ms": step.duration_ms,
         "markers": list(step.markers_out),
         "result_text": step.result_text,
         "context_out": step.context_out,

@@ -3,7 +3,6 @@ aiohttp integrations so both speak the same JSON and one OpenAPI schema describe
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -128,21 +127,6 @@ class RunOut(_Model):
         )
 
 
-def _duration_ms(step: StepRecord) -> int | None:
-    if step.started_at is None or step.ended_at is None:
-        return None
-    return int((step.ended_at - step.started_at).total_seconds() * 1000)
-
-
-def attempts_by_step(steps: Sequence[StepRecord]) -> dict[str, list[StepRecord]]:
-    """Each step id -> every attempt of that step (its rows with the same resume key),
-    oldest first. A step without a resume key is its own only attempt."""
-    by_key: dict[str, list[StepRecord]] = defaultdict(list)
-    for step in sorted(steps, key=lambda step: step.id):  # ids are ULIDs: insertion order
-        by_key[step.resume_key or step.id].append(step)
-    return {step.id: by_key[step.resume_key or step.id] for step in steps}
-
-
 class AttemptOut(_Model):
     """One attempt of a step (a retried step has several; each is a step of the run)."""
 
@@ -163,7 +147,7 @@ class AttemptOut(_Model):
             error=step.step_error,
             started_at=step.started_at,
             ended_at=step.ended_at,
-            duration_ms=_duration_ms(step),
+            duration_ms=step.duration_ms,
         )
 
 
@@ -245,7 +229,7 @@ class StepOut(_Model):
             child_run_id=step.child_run_id,
             gate_type=step.gate_type,
             gate_feedback=step.gate_feedback,
-            duration_ms=_duration_ms(step),
+            duration_ms=step.duration_ms,
             context_out=step.context_out,
             structured_output=step.structured_output,
             inputs=dict(step.inputs),

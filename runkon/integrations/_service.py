@@ -47,7 +47,6 @@ from runkon.integrations._schemas import (
     StartRunRequest,
     StepLogsOut,
     StepOut,
-    attempts_by_step,
 )
 from runkon.persistence import (
     GateReceipt,
@@ -56,6 +55,7 @@ from runkon.persistence import (
     RunStatus,
     StepRecord,
     StepRole,
+    attempts_by_step,
 )
 
 MAX_LIST = 1_000

@@ -36,6 +36,7 @@ from runkon.persistence._records import StepRole as StepRole
 from runkon.persistence._records import StepStatus as StepStatus
 from runkon.persistence._records import StepUpdate as StepUpdate
 from runkon.persistence._records import WaitingGate as WaitingGate
+from runkon.persistence._records import attempts_by_step as attempts_by_step
 from runkon.persistence._rules import CANCELLATION_REQUESTED as CANCELLATION_REQUESTED
 from runkon.persistence._rules import GATE_APPROVAL_RECORDED as GATE_APPROVAL_RECORDED
 from runkon.persistence._rules import GATE_RESOLVED as GATE_RESOLVED
@@ -87,4 +88,5 @@ __all__ = (
     "StepUpdate",
     "Store",
     "WaitingGate",
+    "attempts_by_step",
 )

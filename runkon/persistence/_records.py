@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ __all__ = (
     "StepStatus",
     "StepUpdate",
     "WaitingGate",
+    "attempts_by_step",
 )
 
 
@@ -500,6 +502,13 @@ class StepRecord:
         """True once the step completed, failed, was skipped or timed out."""
         return self.status in TERMINAL_STEP_STATUSES
 
+    @property
+    def duration_ms(self) -> int | None:
+        """Milliseconds from the step's start to its end (None until it ended)."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+
 
 # --------------------------------------------------------------------------- fan-out
 
@@ -743,3 +752,12 @@ class Notification:
     step_id: str | None
     created_at: datetime
     decision: GateDecision | None = None
+
+
+def attempts_by_step(steps: Sequence[StepRecord]) -> dict[str, list[StepRecord]]:
+    """Each step id -> every attempt of that step (its rows with the same resume key),
+    oldest first. A step without a resume key is its own only attempt."""
+    by_key: dict[str, list[StepRecord]] = defaultdict(list)
+    for step in sorted(steps, key=lambda step: step.id):  # ids are ULIDs: insertion order
+        by_key[step.resume_key or step.id].append(step)
+    return {step.id: by_key[step.resume_key or step.id] for step in steps}

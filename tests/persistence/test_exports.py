@@ -51,6 +51,7 @@ EXPECTED = {
         "StepUpdate",
         "Store",
         "WaitingGate",
+        "attempts_by_step",
     ],
     "runkon.testing": [
         "STORE_CONFORMANCE_TESTS",
